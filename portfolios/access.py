@@ -1,0 +1,31 @@
+"""The one place that enforces ownership: another user's object answers 404."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+
+from portfolios.models import Account, Holding, Portfolio, RebalanceRun
+
+
+def portfolio_for_user(user, portfolio_id: int) -> Portfolio:
+    return get_object_or_404(Portfolio, pk=portfolio_id, owner=user)
+
+
+def account_for_user(user, account_id: int) -> Account:
+    return get_object_or_404(
+        Account.objects.select_related("portfolio"), pk=account_id, portfolio__owner=user
+    )
+
+
+def holding_for_user(user, holding_id: int) -> Holding:
+    return get_object_or_404(
+        Holding.objects.select_related("account__portfolio", "security"),
+        pk=holding_id,
+        account__portfolio__owner=user,
+    )
+
+
+def run_for_user(user, run_id: int) -> RebalanceRun:
+    return get_object_or_404(
+        RebalanceRun.objects.select_related("portfolio"), pk=run_id, portfolio__owner=user
+    )

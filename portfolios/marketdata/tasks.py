@@ -1,0 +1,1 @@
+"""Celery tasks for this area (thin: take an id, call a service)."""

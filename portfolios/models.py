@@ -1,0 +1,272 @@
+"""Data model: market data (securities, prices, look-through), holdings, and rebalance runs.
+
+Business logic lives in services/selectors; models carry fields, constraints and small
+domain helpers only.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+# --- market data -------------------------------------------------------------------------------
+
+
+class Security(models.Model):
+    class Kind(models.TextChoices):
+        STOCK = "stock", "Stock"
+        ETF = "etf", "ETF"
+        UNKNOWN = "unknown", "Unknown"
+
+    class Size(models.TextChoices):
+        LARGE = "large", "Large cap"
+        MID = "mid", "Mid cap"
+        SMALL = "small", "Small cap"
+        TOTAL = "total", "Total market"
+        NA = "n/a", "Not applicable"
+        UNKNOWN = "", "Unknown"
+
+    ticker = models.CharField(max_length=24, unique=True, help_text="Yahoo form, e.g. BRK-B")
+    name = models.CharField(max_length=200, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.UNKNOWN)
+    asset_class = models.CharField(max_length=20, blank=True, help_text="equity, bond, commodity, cash")
+    sector = models.CharField(max_length=40, blank=True, help_text="GICS sector (stocks only)")
+    size = models.CharField(max_length=8, choices=Size.choices, blank=True, default="")
+    region = models.CharField(max_length=20, blank=True)
+    is_menu = models.BooleanField(
+        default=False, help_text="Offered by the optimizer as a diversifier to buy"
+    )
+    priced = models.BooleanField(default=False)
+    last_price_date = models.DateField(null=True, blank=True)
+    source = models.CharField(max_length=20, blank=True, help_text="bundled, yfinance, csv, import")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["ticker"]
+        verbose_name_plural = "securities"
+
+    def __str__(self) -> str:
+        return self.ticker
+
+
+class Price(models.Model):
+    """Daily split- and dividend-adjusted close, in USD."""
+
+    security = models.ForeignKey(Security, on_delete=models.CASCADE, related_name="prices")
+    date = models.DateField()
+    close = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["security", "date"], name="price_unique_security_date")
+        ]
+        indexes = [models.Index(fields=["date"], name="price_date_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.security_id} {self.date} {self.close}"
+
+
+class EtfSectorWeight(models.Model):
+    """GICS sector look-through of an equity ETF; weights sum to 1 per ETF."""
+
+    etf = models.ForeignKey(Security, on_delete=models.CASCADE, related_name="sector_weights")
+    sector = models.CharField(max_length=40)
+    weight = models.FloatField()
+    source = models.CharField(max_length=120, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["etf", "sector"], name="etfsector_unique_etf_sector")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.etf_id} {self.sector} {self.weight:.4f}"
+
+
+class EtfHolding(models.Model):
+    """Single-name holding of a fund, for overlap look-through. `weight` is a fraction (0..1)."""
+
+    etf = models.ForeignKey(Security, on_delete=models.CASCADE, related_name="fund_holdings")
+    ticker = models.CharField(max_length=24)
+    name = models.CharField(max_length=200, blank=True)
+    sector = models.CharField(max_length=40, blank=True)
+    weight = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["etf", "ticker"], name="etfholding_unique_etf_ticker")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.etf_id} {self.ticker} {self.weight:.4f}"
+
+
+class PriceRefresh(models.Model):
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        PARTIAL = "partial", "Partial"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped (another refresh held the lock)"
+
+    provider = models.CharField(max_length=20)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    tickers_asked = models.PositiveIntegerField(default=0)
+    tickers_updated = models.PositiveIntegerField(default=0)
+    rows_written = models.PositiveIntegerField(default=0)
+    failures = models.JSONField(default=dict, blank=True, help_text="{ticker: reason}")
+    as_of = models.DateField(null=True, blank=True)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} refresh {self.started_at:%Y-%m-%d %H:%M} ({self.status})"
+
+
+# --- holdings ------------------------------------------------------------------------------------
+
+
+class Profile(models.TextChoices):
+    CONSERVATIVE = "conservative", "Conservative"
+    MODERATE = "moderate", "Moderate"
+    AGGRESSIVE = "aggressive", "Aggressive"
+
+
+class Portfolio(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="portfolios"
+    )
+    name = models.CharField(max_length=100)
+    profile = models.CharField(max_length=12, choices=Profile.choices, default=Profile.MODERATE)
+    # Current rebalance options (each run records the options it actually used).
+    cash_change_usd = models.DecimalField(
+        max_digits=18, decimal_places=2, default=Decimal("0"),
+        help_text="Cash to add (positive) or withdraw (negative) when rebalancing",
+    )
+    buy_only = models.BooleanField(default=False)
+    keep_tickers = models.CharField(
+        max_length=500, blank=True, help_text="Comma-separated tickers never to sell"
+    )
+    fractional = models.BooleanField(default=False)
+    max_turnover = models.FloatField(
+        null=True, blank=True, help_text="Fraction of value; blank uses the profile's limit"
+    )
+    use_views = models.BooleanField(default=True, help_text="Apply the dated investment views")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def keep_list(self) -> list[str]:
+        return [t.strip().upper() for t in self.keep_tickers.split(",") if t.strip()]
+
+
+class Account(models.Model):
+    class Type(models.TextChoices):
+        TAXABLE = "taxable", "Taxable"
+        TRADITIONAL_IRA = "traditional_ira", "Traditional IRA"
+        ROTH_IRA = "roth_ira", "Roth IRA"
+        K401 = "401k", "401(k)"
+        OTHER = "other", "Other"
+
+    portfolio = models.ForeignKey(Portfolio, on_delete=models.CASCADE, related_name="accounts")
+    name = models.CharField(max_length=100)
+    broker = models.CharField(max_length=40, blank=True)
+    number_masked = models.CharField(max_length=20, blank=True, help_text="e.g. ...1234")
+    account_type = models.CharField(max_length=16, choices=Type.choices, default=Type.TAXABLE)
+    cash_usd = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("0"))
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["portfolio", "name"], name="account_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_taxable(self) -> bool:
+        return self.account_type == self.Type.TAXABLE
+
+
+class Holding(models.Model):
+    """One lot of one security in one account (several lots of a ticker may exist)."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="holdings")
+    security = models.ForeignKey(Security, on_delete=models.PROTECT, related_name="holdings")
+    shares = models.DecimalField(max_digits=20, decimal_places=6)
+    cost_basis_usd = models.DecimalField(
+        max_digits=18, decimal_places=2, null=True, blank=True, help_text="Total cost of the lot"
+    )
+    acquired_on = models.DateField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["account_id", "security__ticker", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(shares__gte=0), name="holding_shares_nonnegative")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.shares} {self.security.ticker}"
+
+
+# --- recommendations ---------------------------------------------------------------------------
+
+
+class RebalanceRun(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", "Requested"
+        IMPORT = "import", "Holdings imported"
+        EDIT = "edit", "Holdings edited"
+        OPTIONS = "options", "Options changed"
+        PRICES = "prices", "Prices refreshed"
+        API = "api", "API request"
+
+    portfolio = models.ForeignKey(Portfolio, on_delete=models.CASCADE, related_name="runs")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    trigger = models.CharField(max_length=8, choices=Trigger.choices, default=Trigger.MANUAL)
+    profile = models.CharField(max_length=12, choices=Profile.choices)
+    inputs = models.JSONField(default=dict, help_text="Options the run used")
+    prices_as_of = models.DateField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True, help_text="The CLI JSON document")
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["portfolio"],
+                condition=Q(status="pending"),
+                name="run_one_pending_per_portfolio",
+            )
+        ]
+        indexes = [models.Index(fields=["portfolio", "status"], name="run_portfolio_status_idx")]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.status})"

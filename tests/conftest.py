@@ -1,0 +1,107 @@
+"""Shared fixtures: named users, a real Celery worker, real headless Chromium."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+BROKER = os.environ.get("TEST_BROKER", "1") == "1"
+BROWSER = os.environ.get("TEST_BROWSER", "1" if os.path.exists("/usr/bin/chromium") else "0") == "1"
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "test-artifacts")
+
+# Playwright's sync API runs an event loop in the test thread; Django's ORM calls from the
+# test body are still synchronous, so allow them.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_broker = pytest.mark.skip(reason="Redis does not answer: broker test skipped")
+    skip_browser = pytest.mark.skip(reason=f"no Chromium at {CHROMIUM}: browser test skipped")
+    for item in items:
+        if "broker" in item.keywords and not BROKER:
+            item.add_marker(skip_broker)
+        if "browser" in item.keywords and not BROWSER:
+            item.add_marker(skip_browser)
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashing_and_mail(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.ACCOUNT_RATE_LIMITS = False
+
+
+@pytest.fixture
+def alice(db, django_user_model):
+    return django_user_model.objects.create_user(
+        username="alice", email="alice@example.com", password="correct horse battery"
+    )
+
+
+@pytest.fixture
+def bob(db, django_user_model):
+    return django_user_model.objects.create_user(
+        username="bob", email="bob@example.com", password="correct horse battery"
+    )
+
+
+@pytest.fixture
+def alice_client(client, alice):
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def bob_client(bob):
+    from django.test import Client
+
+    c = Client()
+    c.force_login(bob)
+    return c
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker):
+    """One real Celery worker process for the session, on the test database and test Redis."""
+    from tests.workers import Worker
+
+    worker = Worker(concurrency=1)
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        worker.stop()
+
+
+@pytest.fixture
+def celery_worker(celery_worker_process, transactional_db):
+    """A real worker; the test runs in a transactional DB so the worker sees committed rows."""
+    return celery_worker_process
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, live_server, settings):
+    settings.ACCOUNT_RATE_LIMITS = False
+    context = browser.new_context(base_url=live_server.url)
+    pg = context.new_page()
+    pg.set_default_timeout(20_000)
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    yield pg
+    context.close()
