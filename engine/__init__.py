@@ -1,0 +1,1 @@
+"""The optimisation engine: pure numpy/pandas/cvxpy, no Django imports (a test enforces it)."""

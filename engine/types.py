@@ -1,0 +1,143 @@
+"""The engine's contract: plain, typed inputs and outputs (no Django).
+
+Money is in USD, weights are fractions of total portfolio value (cash included as ``CASH``),
+volatility is annualised (0.16 = 16%), dates are ``datetime.date``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+
+CASH = "CASH"
+AccountType = Literal["taxable", "traditional_ira", "roth_ira", "401k", "other"]
+ProfileName = Literal["conservative", "moderate", "aggressive"]
+
+
+@dataclass(frozen=True)
+class Position:
+    """One lot of one security in one account."""
+
+    ticker: str
+    account: str
+    account_type: str  # AccountType
+    shares: float
+    price: float | None  # latest adjusted close; None = unpriced (held fixed, reported)
+    cost_basis: float | None = None  # total cost of the lot, USD; None = unknown
+    acquired: dt.date | None = None
+    lot_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AccountCash:
+    account: str
+    account_type: str  # AccountType
+    cash: float  # USD, >= 0
+
+
+@dataclass(frozen=True)
+class SecurityInfo:
+    ticker: str
+    kind: str  # stock | etf | unknown
+    asset_class: str = ""  # equity | bond | commodity | cash | ""
+    sector: str = ""  # GICS sector for stocks
+    size: str = ""  # large | mid | small | total | n/a | ""
+    region: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class MarketData:
+    """Prices and classifications for every ticker the engine may touch.
+
+    prices: DataFrame indexed by date (ascending), one column per ticker, adjusted closes in USD;
+        NaN before a ticker listed. About 3+ years of history for the risk model.
+    etf_sectors: {etf: {GICS sector: weight}}, weights sum to 1 per ETF.
+    etf_holdings: {etf: {ticker: weight}}, single-name look-through, weights are fractions.
+    """
+
+    prices: pd.DataFrame
+    securities: Mapping[str, SecurityInfo]
+    etf_sectors: Mapping[str, Mapping[str, float]]
+    etf_holdings: Mapping[str, Mapping[str, float]]
+    as_of: dt.date
+
+
+@dataclass(frozen=True)
+class Options:
+    profile: str = "moderate"  # ProfileName
+    cash_change: float = 0.0  # USD to add (+) or withdraw (-)
+    buy_only: bool = False
+    keep: frozenset[str] = frozenset()  # tickers never to sell
+    fractional: bool = False
+    max_turnover: float | None = None  # fraction of value; None = the profile's limit
+    min_trade_usd: float = 50.0
+    use_views: bool = True
+
+
+@dataclass(frozen=True)
+class RebalanceRequest:
+    positions: list[Position]
+    cash: list[AccountCash]
+    menu: list[str]  # diversifier tickers the optimizer may buy
+    market: MarketData
+    options: Options = field(default_factory=Options)
+    views: Mapping[str, Any] | None = None  # the dated investment views (data, see data/views/)
+
+
+@dataclass(frozen=True)
+class Trade:
+    ticker: str
+    account: str
+    action: str  # buy | sell
+    shares: float
+    price: float
+    amount: float  # USD, positive
+    reason: str
+    est_cost: float = 0.0  # USD transaction cost estimate
+    est_tax: float = 0.0  # USD tax estimate on realised gains (taxable accounts only)
+    realized_gain: float = 0.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Exposures of one set of weights (before or after)."""
+
+    weights: dict[str, float]  # ticker -> fraction of total value, CASH included
+    sectors: dict[str, float]  # GICS look-through, fractions of the equity part
+    size: dict[str, float]  # large/mid/small fractions of the equity part
+    volatility: float  # annualised
+    asset_class: dict[str, float] = field(default_factory=dict)  # fractions of total value
+    top_names: dict[str, float] = field(default_factory=dict)  # 10 largest single names, look-through
+    largest_position: tuple[str, float] = ("", 0.0)
+    largest_sector: tuple[str, float] = ("", 0.0)
+    effective_holdings: float = 0.0  # 1 / sum(w^2) over look-through names
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    limit: str  # e.g. "volatility_cap", "max_sector:Information Technology", "max_turnover"
+    requested: float
+    achieved: float
+    message: str  # plain words: which limit moved, by how much, what a next run would do
+
+
+@dataclass(frozen=True)
+class RebalanceResult:
+    as_of: dt.date
+    profile: str
+    status: str  # optimal | relaxed
+    value: float  # total portfolio value after the cash change, USD
+    trades: list[Trade]
+    before: Snapshot
+    after: Snapshot
+    warnings: list[str]
+    relaxations: list[Relaxation] = field(default_factory=list)
+    summary: str = ""  # one sentence
+    est_costs: float = 0.0
+    est_taxes: float = 0.0
+    timings_ms: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,86 @@
+"""Rebalance runs: request (create or supersede the pending run), compute, record.
+
+Call points for other areas:
+- `rebalance_run_request(portfolio=..., trigger=...)` after an import is confirmed, holdings or cash
+  are edited, or options change. Queues the task with `transaction.on_commit`.
+- `recompute_after_price_refresh(tickers=...)` after a price refresh changed those tickers' prices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import IntegrityError, transaction
+
+from portfolios.models import Portfolio, RebalanceRun
+
+
+def run_inputs_for(portfolio: Portfolio) -> dict:
+    """The options a run will use, taken from the portfolio's current settings."""
+    return {
+        "profile": portfolio.profile,
+        "cash": float(portfolio.cash_change_usd),
+        "buy_only": portfolio.buy_only,
+        "keep": portfolio.keep_list,
+        "fractional": portfolio.fractional,
+        "max_turnover": portfolio.max_turnover,
+        "use_views": portfolio.use_views,
+    }
+
+
+def rebalance_run_request(
+    *, portfolio: Portfolio, trigger: str = RebalanceRun.Trigger.MANUAL, inputs: dict | None = None
+) -> RebalanceRun:
+    """Create the pending run for `portfolio`, or supersede the one already pending.
+
+    At most one pending run exists per portfolio (a database constraint); a newer trigger updates
+    its inputs. The task is queued once the surrounding transaction commits.
+    """
+    inputs = inputs if inputs is not None else run_inputs_for(portfolio)
+    profile = inputs.get("profile", portfolio.profile)
+    with transaction.atomic():
+        run = (
+            RebalanceRun.objects.select_for_update()
+            .filter(portfolio=portfolio, status=RebalanceRun.Status.PENDING)
+            .first()
+        )
+        if run is not None:
+            run.inputs, run.trigger, run.profile = inputs, trigger, profile
+            run.save(update_fields=["inputs", "trigger", "profile"])
+        else:
+            try:
+                with transaction.atomic():
+                    run = RebalanceRun.objects.create(
+                        portfolio=portfolio, trigger=trigger, profile=profile, inputs=inputs
+                    )
+            except IntegrityError:  # a concurrent request created it first
+                run = RebalanceRun.objects.get(portfolio=portfolio, status=RebalanceRun.Status.PENDING)
+                run.inputs, run.trigger, run.profile = inputs, trigger, profile
+                run.save(update_fields=["inputs", "trigger", "profile"])
+        run_id = run.pk
+        transaction.on_commit(lambda: _enqueue(run_id))
+    return run
+
+
+def _enqueue(run_id: int) -> None:
+    from portfolios.recommendations.tasks import rebalance_run_execute
+
+    try:
+        rebalance_run_execute.delay(run_id)
+    except Exception:  # broker down: the run stays pending and the page says "recompute pending"
+        import logging
+
+        logging.getLogger(__name__).warning("could not queue run %s: broker unavailable", run_id)
+
+
+def recompute_after_price_refresh(*, tickers: Iterable[str]) -> int:
+    """Queue a run for every portfolio holding any of `tickers`. Returns how many were queued."""
+    tickers = list(tickers)
+    if not tickers:
+        return 0
+    portfolios = Portfolio.objects.filter(accounts__holdings__security__ticker__in=tickers).distinct()
+    count = 0
+    for portfolio in portfolios:
+        rebalance_run_request(portfolio=portfolio, trigger=RebalanceRun.Trigger.PRICES)
+        count += 1
+    return count
