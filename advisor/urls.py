@@ -5,5 +5,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/", include("portfolios.api.urls")),
+    path("settings/", include("portfolios.api.web_urls")),
     path("", include("portfolios.urls")),
 ]
