@@ -49,8 +49,12 @@ def test_deploy_check_passes_with_production_settings():
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
-        env={**{k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}, "DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "x" * 64 + "-Yz9!Qw",
-             "DJANGO_ALLOWED_HOSTS": "advisor.example.com"},
+        env={
+            **{k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"},
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": "x" * 64 + "-Yz9!Qw",
+            "DJANGO_ALLOWED_HOSTS": "advisor.example.com",
+        },
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
