@@ -233,7 +233,10 @@ if urlparse(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
     raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://")
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "") or REDIS_URL
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 3600}
+# A task whose worker died is redelivered after this many seconds (must exceed the hard time limit).
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1)
+}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Embedded broker for `make run` without Redis: kombu's filesystem transport under var/.
     _queue_dir = VAR_DIR / "broker"

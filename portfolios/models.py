@@ -252,6 +252,9 @@ class RebalanceRun(models.Model):
     result = models.JSONField(null=True, blank=True, help_text="The CLI JSON document")
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    task_id = models.CharField(
+        max_length=64, blank=True, help_text="Celery task that claimed the run (a redelivery may re-claim it)"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

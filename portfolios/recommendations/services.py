@@ -73,14 +73,62 @@ def _enqueue(run_id: int) -> None:
         logging.getLogger(__name__).warning("could not queue run %s: broker unavailable", run_id)
 
 
-def recompute_after_price_refresh(*, tickers: Iterable[str]) -> int:
-    """Queue a run for every portfolio holding any of `tickers`. Returns how many were queued."""
+def recompute_after_price_refresh(*, tickers: Iterable[str], chunk_size: int = 25) -> int:
+    """Queue a run for every portfolio holding any of `tickers`, fanned out in chunks.
+
+    Pending runs are created (or superseded) in bulk; once the transaction commits, the run ids
+    go to the workers as Celery chunks, so each worker process solves many portfolios in a row and
+    keeps its compiled optimisation problems. Returns how many portfolios were queued.
+    """
     tickers = list(tickers)
     if not tickers:
         return 0
-    portfolios = Portfolio.objects.filter(accounts__holdings__security__ticker__in=tickers).distinct()
-    count = 0
-    for portfolio in portfolios:
-        rebalance_run_request(portfolio=portfolio, trigger=RebalanceRun.Trigger.PRICES)
-        count += 1
-    return count
+    portfolio_ids = list(
+        Portfolio.objects.filter(accounts__holdings__security__ticker__in=tickers)
+        .values_list("id", flat=True)
+        .distinct()
+    )
+    run_ids: list[int] = []
+    for start in range(0, len(portfolio_ids), 1000):
+        batch = Portfolio.objects.filter(id__in=portfolio_ids[start : start + 1000])
+        with transaction.atomic():
+            pending = {
+                run.portfolio_id: run
+                for run in RebalanceRun.objects.select_for_update().filter(
+                    portfolio__in=batch, status=RebalanceRun.Status.PENDING
+                )
+            }
+            new_runs = []
+            for portfolio in batch:
+                inputs = run_inputs_for(portfolio)
+                run = pending.get(portfolio.id)
+                if run is None:
+                    new_runs.append(
+                        RebalanceRun(
+                            portfolio=portfolio,
+                            trigger=RebalanceRun.Trigger.PRICES,
+                            profile=portfolio.profile,
+                            inputs=inputs,
+                        )
+                    )
+                else:
+                    run.inputs, run.trigger, run.profile = inputs, RebalanceRun.Trigger.PRICES, portfolio.profile
+            if pending:
+                RebalanceRun.objects.bulk_update(pending.values(), ["inputs", "trigger", "profile"])
+            created = RebalanceRun.objects.bulk_create(new_runs)
+            run_ids += [run.pk for run in pending.values()] + [run.pk for run in created]
+    transaction.on_commit(lambda: _enqueue_chunks(run_ids, chunk_size))
+    return len(portfolio_ids)
+
+
+def _enqueue_chunks(run_ids: list[int], chunk_size: int) -> None:
+    from portfolios.recommendations.tasks import rebalance_run_execute
+
+    if not run_ids:
+        return
+    try:
+        rebalance_run_execute.chunks([(run_id,) for run_id in run_ids], chunk_size).apply_async()
+    except Exception:
+        import logging
+
+        logging.getLogger(__name__).warning("could not queue %s runs: broker unavailable", len(run_ids))

@@ -1,0 +1,196 @@
+"""Feed the pure engine: turn holdings (rows or a parsed file) and market data into a request,
+run it, and assemble the result document (DESIGN.md CLI JSON + stress tests + backtest + views).
+
+One `ProblemCache` per process keeps the compiled optimisation problems across runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from django.conf import settings
+from engine.scenarios import historical_stress, hypothetical_stress, load_scenarios
+from engine.views import load_views
+
+import engine
+from engine.backtest import backtest
+from engine.types import AccountCash, MarketData, Options, Position, RebalanceRequest
+from portfolios.marketdata.selectors import market_data_for, menu_tickers
+from portfolios.models import Holding, Portfolio
+
+RISK_YEARS = 3.0
+HISTORY_YEARS = 7.0  # stress episodes reach back to 2020
+_CACHE = engine.ProblemCache()
+
+
+@dataclass(frozen=True)
+class Lot:
+    account: str
+    account_type: str
+    ticker: str
+    shares: float
+    cost_basis: float | None = None
+    acquired: dt.date | None = None
+    lot_id: str | None = None
+
+
+def _views_path() -> Path:
+    return Path(settings.BASE_DIR) / "data" / "views" / "2026-01-rotation.json"
+
+
+def _scenarios_path() -> Path:
+    return Path(settings.BASE_DIR) / "data" / "scenarios.json"
+
+
+@lru_cache(maxsize=1)
+def _views() -> dict[str, Any]:
+    return load_views(_views_path())
+
+
+@lru_cache(maxsize=1)
+def _scenarios() -> dict[str, Any]:
+    return load_scenarios(_scenarios_path())
+
+
+def options_from_inputs(inputs: dict[str, Any]) -> Options:
+    """Run inputs (JSON from a form, the API or the CLI) -> engine Options."""
+    keep = inputs.get("keep") or []
+    if isinstance(keep, str):
+        keep = keep.split(",")
+    max_turnover = inputs.get("max_turnover")
+    return Options(
+        profile=str(inputs.get("profile") or "moderate"),
+        cash_change=float(inputs.get("cash") or 0.0),
+        buy_only=bool(inputs.get("buy_only", False)),
+        keep=frozenset(t.strip().upper() for t in keep if t and t.strip()),
+        fractional=bool(inputs.get("fractional", False)),
+        max_turnover=float(max_turnover) if max_turnover not in (None, "") else None,
+        use_views=bool(inputs.get("use_views", True)),
+    )
+
+
+def _last_prices(prices: pd.DataFrame) -> dict[str, float]:
+    last = prices.ffill().iloc[-1] if len(prices) else pd.Series(dtype=float)
+    return {str(t): float(v) for t, v in last.items() if pd.notna(v) and v > 0}
+
+
+def build_request(
+    *, lots: Iterable[Lot], cash: list[AccountCash], options: Options
+) -> tuple[RebalanceRequest, MarketData]:
+    """Returns the engine request (about 3 years of prices) and the long-history market data for stress tests."""
+    lots = list(lots)
+    menu = menu_tickers()
+    tickers = sorted({lot.ticker for lot in lots} | set(menu))
+    market_long = market_data_for(tickers=tickers, years=HISTORY_YEARS)
+    prices = market_long.prices
+    start = pd.Timestamp(market_long.as_of) - pd.DateOffset(days=int(365.25 * RISK_YEARS))
+    market = replace(market_long, prices=prices.loc[prices.index >= start])
+    last = _last_prices(market.prices)
+    positions = [
+        Position(
+            ticker=lot.ticker,
+            account=lot.account,
+            account_type=lot.account_type,
+            shares=lot.shares,
+            price=last.get(lot.ticker),
+            cost_basis=lot.cost_basis,
+            acquired=lot.acquired,
+            lot_id=lot.lot_id,
+        )
+        for lot in lots
+    ]
+    views = _views() if options.use_views else None
+    request = RebalanceRequest(
+        positions=positions,
+        cash=cash,
+        menu=[t for t in menu if t in last],
+        market=market,
+        options=options,
+        views=views,
+    )
+    return request, market_long
+
+
+def compute_document(request: RebalanceRequest, market_long: MarketData) -> dict[str, Any]:
+    """Run the engine and assemble the full result document."""
+    result = engine.rebalance(request, cache=_CACHE)
+    document = engine.result_to_document(result)
+    scenarios = _scenarios()
+    before_w = document["before"]["weights"]
+    after_w = document["after"]["weights"]
+    document["stress"] = historical_stress(
+        before=before_w, after=after_w, prices=market_long.prices, episodes=scenarios.get("historical", [])
+    ) + hypothetical_stress(before=result.before, after=result.after, scenarios=scenarios.get("hypothetical", []))
+    document["backtest"] = backtest(
+        before=before_w, after=after_w, prices=market_long.prices, years=RISK_YEARS, rebalance="monthly"
+    )
+    if request.views:
+        document["views"] = {
+            key: request.views.get(key) for key in ("title", "as_of", "facts", "risks") if key in request.views
+        }
+    document["unpriced"] = sorted({p.ticker for p in request.positions if p.price is None})
+    return document
+
+
+def _float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def portfolio_lots(*, portfolio: Portfolio) -> tuple[list[Lot], list[AccountCash]]:
+    holdings = (
+        Holding.objects.filter(account__portfolio=portfolio)
+        .select_related("account", "security")
+        .order_by("account__name", "security__ticker", "id")
+    )
+    lots = [
+        Lot(
+            account=h.account.name,
+            account_type=h.account.account_type,
+            ticker=h.security.ticker,
+            shares=float(h.shares),
+            cost_basis=_float(h.cost_basis_usd),
+            acquired=h.acquired_on,
+            lot_id=str(h.pk),
+        )
+        for h in holdings
+        if h.shares > 0
+    ]
+    cash = [
+        AccountCash(account=a.name, account_type=a.account_type, cash=float(a.cash_usd))
+        for a in portfolio.accounts.order_by("name", "id")
+    ]
+    return lots, cash
+
+
+def portfolio_document(*, portfolio: Portfolio, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The result document for a stored portfolio with the given run inputs."""
+    lots, cash = portfolio_lots(portfolio=portfolio)
+    request, market_long = build_request(lots=lots, cash=cash, options=options_from_inputs(inputs))
+    return compute_document(request, market_long)
+
+
+def parsed_file_lots(parsed) -> tuple[list[Lot], list[AccountCash]]:
+    """Lots and cash from an importer `ParsedFile` (the CLI path: nothing is written)."""
+    types = {a.name: a.account_type for a in parsed.accounts}
+    lots = [
+        Lot(
+            account=p.account,
+            account_type=types.get(p.account, "taxable"),
+            ticker=p.ticker,
+            shares=float(p.shares),
+            cost_basis=_float(p.cost_basis),
+            acquired=p.acquired_on,
+            lot_id=f"line-{p.line}",
+        )
+        for p in parsed.positions
+        if p.shares > 0
+    ]
+    cash = [AccountCash(account=a.name, account_type=a.account_type, cash=float(a.cash)) for a in parsed.accounts]
+    return lots, cash
