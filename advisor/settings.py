@@ -235,7 +235,10 @@ if urlparse(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "") or REDIS_URL
 # A task whose worker died is redelivered after this many seconds (must exceed the hard time limit).
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
-    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1)
+    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 600, minimum=1),
+    # How often a worker sweeps for such tasks (kombu's defaults: every 10 s, scanning every 10th time).
+    "unacked_restore_interval": envint("CELERY_UNACKED_RESTORE_INTERVAL", 10, minimum=1),
+    "unacked_restore_throttle": envint("CELERY_UNACKED_RESTORE_THROTTLE", 10, minimum=1),
 }
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Embedded broker for `make run` without Redis: kombu's filesystem transport under var/.

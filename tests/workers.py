@@ -30,7 +30,14 @@ def database_url_for_worker() -> str:
 class Worker:
     """A `celery -A advisor worker` subprocess. `concurrency` processes, prefork pool."""
 
-    def __init__(self, *, concurrency: int = 1, name: str | None = None, extra_env: dict | None = None):
+    def __init__(
+        self,
+        *,
+        concurrency: int = 1,
+        name: str | None = None,
+        extra_env: dict | None = None,
+        queues: str = "celery",
+    ):
         self.name = name or f"test-{uuid.uuid4().hex[:8]}"
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOG_DIR / f"{self.name}.log"
@@ -43,7 +50,7 @@ class Worker:
         self.proc = subprocess.Popen(
             [celery, "-A", "advisor", "worker", "--loglevel=INFO", f"--concurrency={concurrency}",
              "--pool=prefork", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-n", f"{self.name}@%h"],
+             "-n", f"{self.name}@%h", "-Q", queues],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )
 
