@@ -53,7 +53,7 @@ def make_portfolios(n: int, seed: int = 42) -> None:
     stocks = list(Security.objects.filter(kind="stock", priced=True).values_list("id", "ticker"))
     etfs = list(Security.objects.filter(kind="etf", priced=True).values_list("id", "ticker"))
     tech = [s for s in stocks if s[1] in {"AAPL", "MSFT", "NVDA", "GOOGL", "AMZN", "META", "AVGO", "TSLA"}]
-    user = get_user_model().objects.create_user(username="bench", email="bench@example.com", password="x")
+    user = get_user_model().objects.create_user(username="bench", email="bench@example.com", password=None)
     profiles = ["conservative", "moderate", "aggressive"]
     batch = 500
     for start in range(0, n, batch):
