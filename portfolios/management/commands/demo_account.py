@@ -9,6 +9,40 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 DEMO_EMAIL = "demo@example.com"
+# A portfolio that drifted into mega-cap tech, directly and through QQQ/XLK: (account, type, ticker, shares, basis).
+DEMO_LOTS = [
+    ("Individual brokerage", "taxable", "AAPL", 120, 14_500),
+    ("Individual brokerage", "taxable", "NVDA", 300, 9_800),
+    ("Individual brokerage", "taxable", "MSFT", 45, 11_200),
+    ("Individual brokerage", "taxable", "QQQ", 60, 21_000),
+    ("Individual brokerage", "taxable", "JPM", 20, 3_100),
+    ("Roth IRA", "roth_ira", "GOOGL", 80, 9_000),
+    ("Roth IRA", "roth_ira", "AMZN", 70, 10_500),
+    ("Roth IRA", "roth_ira", "META", 25, 8_200),
+    ("Roth IRA", "roth_ira", "XLK", 40, 6_400),
+]
+DEMO_CASH = {"Individual brokerage": 4_000, "Roth IRA": 1_500}
+
+
+def demo_portfolio_create(*, owner):
+    from decimal import Decimal
+
+    from portfolios.models import Account, Holding, Portfolio, Security
+    from portfolios.recommendations.services import rebalance_run_request
+
+    portfolio = Portfolio.objects.create(owner=owner, name="Demo: tech-heavy", profile="moderate")
+    accounts = {}
+    for name, account_type, ticker, shares, basis in DEMO_LOTS:
+        if name not in accounts:
+            accounts[name] = Account.objects.create(
+                portfolio=portfolio, name=name, account_type=account_type, cash_usd=Decimal(DEMO_CASH[name])
+            )
+        security, _ = Security.objects.get_or_create(ticker=ticker, defaults={"kind": "unknown"})
+        Holding.objects.create(
+            account=accounts[name], security=security, shares=Decimal(shares), cost_basis_usd=Decimal(basis)
+        )
+    rebalance_run_request(portfolio=portfolio, trigger="import")
+    return portfolio
 
 
 class Command(BaseCommand):
@@ -32,3 +66,6 @@ class Command(BaseCommand):
         )
         verb = "Created" if created else "Reset"
         self.stdout.write(f"{verb} demo account: {DEMO_EMAIL} / password: {password}")
+        if not user.portfolios.exists():
+            portfolio = demo_portfolio_create(owner=user)
+            self.stdout.write(f"Created the demo portfolio “{portfolio.name}” and queued its first suggestion.")
