@@ -1,0 +1,511 @@
+"""Reads for the portfolio page: which runs to show, and a run's result shaped for display.
+
+The result document is the DESIGN.md CLI JSON plus optional keys (summary, relaxations, est_costs,
+est_taxes, stress, backtest, views, unpriced). Everything here degrades gracefully when a key is
+missing or has an unexpected shape: the page shows what the run carries and never errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.utils import timezone
+
+from portfolios.marketdata.selectors import prices_are_stale
+from portfolios.models import Holding, Portfolio, RebalanceRun
+
+ACTIVE_STATUSES = (RebalanceRun.Status.PENDING, RebalanceRun.Status.RUNNING)
+# A pending run older than this has probably not reached a worker (broker or worker down).
+PENDING_SLOW_SECONDS = 60
+POLL_SECONDS_FAST = 2
+POLL_SECONDS_SLOW = 10
+
+SIZE_ORDER = ("large", "mid", "small")
+SIZE_LABELS = {"large": "Large cap", "mid": "Mid cap", "small": "Small cap", "total": "Total market"}
+ASSET_CLASS_ORDER = ("equity", "bond", "commodity", "cash")
+ASSET_CLASS_LABELS = {"equity": "Stocks", "bond": "Bonds", "commodity": "Commodities", "cash": "Cash"}
+LIMIT_LABELS = {
+    "volatility_cap": "Volatility cap",
+    "max_turnover": "Maximum turnover",
+    "max_single_stock": "Maximum single-stock weight",
+    "max_sector": "Maximum sector weight",
+    "min_small_cap": "Minimum small-cap exposure",
+    "min_financials": "Minimum financials exposure",
+    "cash": "Cash floor",
+}
+
+
+# --- which runs the page shows ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PortfolioPageState:
+    portfolio: Portfolio
+    has_holdings: bool
+    active_run: RebalanceRun | None  # newest pending/running run, if any
+    queued_after_active: bool  # a pending run waits behind a running one
+    shown_run: RebalanceRun | None  # newest done run: its result stays visible while others work or fail
+    failed_run: RebalanceRun | None  # newest failed run when it is newer than shown_run
+    latest_run: RebalanceRun | None
+    history: list[RebalanceRun] = field(default_factory=list)
+
+    @property
+    def polling(self) -> bool:
+        return self.active_run is not None
+
+    @property
+    def pending_slow(self) -> bool:
+        """The active run has been waiting for a worker for a while (broker or worker down)."""
+        run = self.active_run
+        if run is None or run.status != RebalanceRun.Status.PENDING:
+            return False
+        return (timezone.now() - run.created_at).total_seconds() > PENDING_SLOW_SECONDS
+
+    @property
+    def poll_seconds(self) -> int:
+        return POLL_SECONDS_SLOW if self.pending_slow else POLL_SECONDS_FAST
+
+
+def portfolio_page_state(*, portfolio: Portfolio, history_limit: int = 20) -> PortfolioPageState:
+    runs = list(RebalanceRun.objects.filter(portfolio=portfolio).order_by("-created_at", "-id")[:history_limit])
+    active = [r for r in runs if r.status in ACTIVE_STATUSES]
+    shown = next((r for r in runs if r.status == RebalanceRun.Status.DONE), None)
+    if shown is None and len(runs) == history_limit:  # an older done run beyond the history window
+        shown = run_latest_done(portfolio=portfolio)
+    failed = next((r for r in runs if r.status == RebalanceRun.Status.FAILED), None)
+    if failed is not None and shown is not None and _run_order(failed) < _run_order(shown):
+        failed = None
+    running = [r for r in active if r.status == RebalanceRun.Status.RUNNING]
+    return PortfolioPageState(
+        portfolio=portfolio,
+        has_holdings=Holding.objects.filter(account__portfolio=portfolio).exists(),
+        active_run=active[0] if active else None,
+        queued_after_active=bool(running) and len(active) > 1,
+        shown_run=shown,
+        failed_run=failed,
+        latest_run=runs[0] if runs else None,
+        history=runs,
+    )
+
+
+def run_latest_done(*, portfolio: Portfolio) -> RebalanceRun | None:
+    return (
+        RebalanceRun.objects.filter(portfolio=portfolio, status=RebalanceRun.Status.DONE)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def run_done_for_portfolio(*, portfolio: Portfolio, run_id: int | None) -> RebalanceRun | None:
+    """The done run `run_id` of `portfolio`, or its newest done run when `run_id` is None."""
+    if run_id is None:
+        return run_latest_done(portfolio=portfolio)
+    return RebalanceRun.objects.filter(
+        portfolio=portfolio, pk=run_id, status=RebalanceRun.Status.DONE
+    ).first()
+
+
+def _run_order(run: RebalanceRun) -> tuple:
+    return (run.created_at, run.pk)
+
+
+# --- a result shaped for display -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExposureRow:
+    label: str
+    before: float | None
+    after: float | None
+
+    @property
+    def change(self) -> float | None:
+        if self.before is None or self.after is None:
+            return None
+        return self.after - self.before
+
+
+@dataclass(frozen=True)
+class ExposureBlock:
+    key: str
+    title: str
+    caption: str
+    rows: list[ExposureRow]
+
+    def chart(self) -> dict[str, list]:
+        return {
+            "labels": [r.label for r in self.rows],
+            "before": [r.before for r in self.rows],
+            "after": [r.after for r in self.rows],
+        }
+
+
+@dataclass(frozen=True)
+class RiskRow:
+    label: str
+    before: str
+    after: str
+    better: bool | None  # True when after improves on before (for a visual cue), None when not comparable
+
+
+@dataclass(frozen=True)
+class TradeTotals:
+    count: int
+    buys_usd: float
+    sells_usd: float
+    net_cash_usd: float  # sells minus buys (positive = cash freed)
+    est_costs_usd: float
+    est_taxes_usd: float
+    realized_gain_usd: float
+
+
+@dataclass(frozen=True)
+class StressRow:
+    name: str
+    kind: str
+    before: float | None
+    after: float | None
+    start: str = ""
+    end: str = ""
+    missing: list[str] = field(default_factory=list)
+    note: str = ""
+    description: str = ""
+    assumptions: list[tuple[str, float | str]] = field(default_factory=list)
+
+    @property
+    def change(self) -> float | None:
+        if self.before is None or self.after is None:
+            return None
+        return self.after - self.before
+
+
+@dataclass(frozen=True)
+class ResultDisplay:
+    as_of: str
+    profile: str
+    status: str
+    value: float | None
+    summary: str
+    trades: list[dict[str, Any]]
+    totals: TradeTotals
+    exposures: list[ExposureBlock]
+    risk: list[RiskRow]
+    warnings: list[str]
+    relaxations: list[dict[str, Any]]
+    unpriced: list[str]
+    stress_historical: list[StressRow]
+    stress_hypothetical: list[StressRow]
+    backtest: dict[str, Any] | None
+    views: dict[str, Any] | None
+    charts: dict[str, Any]
+
+    @property
+    def unpriced_unmentioned(self) -> list[str]:
+        """Unpriced tickers that none of the result's own warnings already names."""
+        return [t for t in self.unpriced if not any(re.search(rf"\b{re.escape(t)}\b", w) for w in self.warnings)]
+
+    @property
+    def has_stress(self) -> bool:
+        return bool(self.stress_historical or self.stress_hypothetical)
+
+
+def result_display(*, result: dict | None) -> ResultDisplay | None:
+    """Shape a run's result document for the templates; None when there is nothing to show."""
+    if not isinstance(result, dict):
+        return None
+    before = _dict(result.get("before"))
+    after = _dict(result.get("after"))
+    trades = [_trade(t) for t in _list(result.get("trades")) if isinstance(t, dict)]
+    exposures = [
+        ExposureBlock(
+            "sectors", "GICS sectors", "Look-through share of the stock part of the portfolio",
+            _rows(_dict(before.get("sectors")), _dict(after.get("sectors"))),
+        ),
+        ExposureBlock(
+            "size", "Company size", "Large, mid and small caps, share of the stock part",
+            _rows(_dict(before.get("size")), _dict(after.get("size")), order=SIZE_ORDER, labels=SIZE_LABELS),
+        ),
+        ExposureBlock(
+            "asset_class", "Asset class", "Share of total value, cash included",
+            _rows(
+                _dict(before.get("asset_class")), _dict(after.get("asset_class")),
+                order=ASSET_CLASS_ORDER, labels=ASSET_CLASS_LABELS,
+            ),
+        ),
+        ExposureBlock(
+            "top_names", "10 largest single names",
+            "Direct shares plus what funds hold; a dash means outside that side's top 10",
+            _rows(_dict(before.get("top_names")), _dict(after.get("top_names")), missing_is_unknown=True),
+        ),
+    ]
+    exposures = [block for block in exposures if block.rows]
+    stress = [_stress(s) for s in _list(result.get("stress")) if isinstance(s, dict)]
+    backtest = _backtest(result.get("backtest"))
+    charts: dict[str, Any] = {block.key: block.chart() for block in exposures}
+    if backtest and backtest.get("curve"):
+        charts["backtest"] = backtest["curve"]
+    return ResultDisplay(
+        as_of=str(result.get("as_of") or ""),
+        profile=str(result.get("profile") or ""),
+        status=str(result.get("status") or ""),
+        value=_num(result.get("value")),
+        summary=str(result.get("summary") or ""),
+        trades=trades,
+        totals=_totals(trades, result),
+        exposures=exposures,
+        risk=_risk(before, after),
+        warnings=[str(w) for w in _list(result.get("warnings"))],
+        relaxations=[_relaxation(r) for r in _list(result.get("relaxations")) if isinstance(r, dict)],
+        unpriced=[str(t) for t in _list(result.get("unpriced"))],
+        stress_historical=[s for s in stress if s.kind != "hypothetical"],
+        stress_hypothetical=[s for s in stress if s.kind == "hypothetical"],
+        backtest=backtest,
+        views=_views(result.get("views")),
+        charts=charts,
+    )
+
+
+def run_price_warnings(*, run: RebalanceRun, latest_prices_as_of: dt.date | None) -> list[str]:
+    """Plain-words warnings about the prices a run used (stale, or newer prices exist)."""
+    used = run.prices_as_of or _parse_date((run.result or {}).get("as_of"))
+    messages = []
+    if used is None:
+        return messages
+    if prices_are_stale(used):
+        messages.append(
+            f"This suggestion uses prices as of {used:%Y-%m-%d}, more than 5 trading days old; "
+            "amounts will differ from today's prices."
+        )
+    if latest_prices_as_of is not None and latest_prices_as_of > used:
+        messages.append(
+            f"Newer prices exist (as of {latest_prices_as_of:%Y-%m-%d}) than this suggestion used "
+            f"({used:%Y-%m-%d}); recompute to update it."
+        )
+    return messages
+
+
+def run_inputs_display(*, run: RebalanceRun) -> list[tuple[str, str]]:
+    """The options a run used, as (label, value) pairs in plain words."""
+    inputs = run.inputs if isinstance(run.inputs, dict) else {}
+    rows = [("Risk profile", str(inputs.get("profile") or run.profile).capitalize())]
+    cash = _num(inputs.get("cash"))
+    if cash:
+        rows.append(("Cash change", f"{'add' if cash > 0 else 'withdraw'} ${abs(cash):,.2f}"))
+    rows.append(("Buy only", "yes" if inputs.get("buy_only") else "no"))
+    keep = inputs.get("keep") or []
+    if keep:
+        rows.append(("Keep", ", ".join(str(t) for t in keep)))
+    rows.append(("Fractional shares", "yes" if inputs.get("fractional") else "no"))
+    turnover = _num(inputs.get("max_turnover"))
+    rows.append(("Max turnover", f"{turnover:.0%}" if turnover is not None else "profile default"))
+    if "use_views" in inputs:
+        rows.append(("Dated views", "on" if inputs.get("use_views") else "off"))
+    return rows
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _num(value: object) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _parse_date(value: object) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+def _rows(
+    before: dict, after: dict, *, order: tuple[str, ...] = (), labels: dict[str, str] | None = None,
+    missing_is_unknown: bool = False,
+) -> list[ExposureRow]:
+    labels = labels or {}
+    keys = [k for k in order if k in before or k in after]
+    rest = [k for k in {**before, **after} if k not in keys]
+    rest.sort(key=lambda k: -max(_num(before.get(k)) or 0.0, _num(after.get(k)) or 0.0))
+    default = None if missing_is_unknown else 0.0
+    rows = []
+    for key in keys + rest:
+        b = _num(before.get(key)) if key in before else default
+        a = _num(after.get(key)) if key in after else default
+        if not missing_is_unknown and not b and not a:
+            continue
+        rows.append(ExposureRow(labels.get(key, str(key)), b, a))
+    return rows
+
+
+def _trade(trade: dict) -> dict[str, Any]:
+    action = str(trade.get("action") or "").lower()
+    return {
+        "ticker": str(trade.get("ticker") or ""),
+        "account": str(trade.get("account") or ""),
+        "action": action,
+        "shares": _num(trade.get("shares")),
+        "price": _num(trade.get("price")),
+        "amount": _num(trade.get("amount")),
+        "reason": str(trade.get("reason") or ""),
+        "est_cost": _num(trade.get("est_cost")),
+        "est_tax": _num(trade.get("est_tax")),
+        "realized_gain": _num(trade.get("realized_gain")),
+    }
+
+
+def _totals(trades: list[dict[str, Any]], result: dict) -> TradeTotals:
+    buys = sum(t["amount"] or 0.0 for t in trades if t["action"] == "buy")
+    sells = sum(t["amount"] or 0.0 for t in trades if t["action"] == "sell")
+    costs = _num(result.get("est_costs"))
+    taxes = _num(result.get("est_taxes"))
+    return TradeTotals(
+        count=len(trades),
+        buys_usd=buys,
+        sells_usd=sells,
+        net_cash_usd=sells - buys,
+        est_costs_usd=costs if costs is not None else sum(t["est_cost"] or 0.0 for t in trades),
+        est_taxes_usd=taxes if taxes is not None else sum(t["est_tax"] or 0.0 for t in trades),
+        realized_gain_usd=sum(t["realized_gain"] or 0.0 for t in trades),
+    )
+
+
+def _pair(value: object, keys: tuple[str, str]) -> tuple[str, float | None]:
+    """largest_position/largest_sector as {ticker|sector, weight} or a [name, weight] pair."""
+    if isinstance(value, dict):
+        return str(value.get(keys[0]) or ""), _num(value.get(keys[1]))
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return str(value[0] or ""), _num(value[1])
+    return "", None
+
+
+def _risk(before: dict, after: dict) -> list[RiskRow]:
+    rows = []
+    vb, va = _num(before.get("volatility")), _num(after.get("volatility"))
+    if vb is not None or va is not None:
+        rows.append(RiskRow("Volatility (annualised)", _pct(vb), _pct(va), _lower_is_better(vb, va)))
+    for label, key, names in (
+        ("Largest position (look-through)", "largest_position", ("ticker", "weight")),
+        ("Largest sector", "largest_sector", ("sector", "weight")),
+    ):
+        nb, wb = _pair(before.get(key), names)
+        na, wa = _pair(after.get(key), names)
+        if nb or na:
+            rows.append(RiskRow(label, _named_pct(nb, wb), _named_pct(na, wa), _lower_is_better(wb, wa)))
+    eb, ea = _num(before.get("effective_holdings")), _num(after.get("effective_holdings"))
+    if eb is not None or ea is not None:
+        better = None if eb is None or ea is None or eb == ea else ea > eb
+        rows.append(RiskRow("Effective number of holdings", _plain(eb), _plain(ea), better))
+    return rows
+
+
+def _lower_is_better(before: float | None, after: float | None) -> bool | None:
+    if before is None or after is None or before == after:
+        return None
+    return after < before
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def _named_pct(name: str, weight: float | None) -> str:
+    if not name:
+        return "—"
+    return f"{name} {_pct(weight)}" if weight is not None else name
+
+
+def _plain(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def _relaxation(item: dict) -> dict[str, Any]:
+    limit = str(item.get("limit") or "")
+    return {
+        "limit": limit,
+        "label": limit_label(limit),
+        "requested": _num(item.get("requested")),
+        "achieved": _num(item.get("achieved")),
+        "message": str(item.get("message") or ""),
+    }
+
+
+def limit_label(limit: str) -> str:
+    """'max_sector:Information Technology' -> 'Maximum sector weight (Information Technology)'."""
+    name, _, detail = limit.partition(":")
+    label = LIMIT_LABELS.get(name, name.replace("_", " ").capitalize())
+    return f"{label} ({detail})" if detail else label
+
+
+def _stress(item: dict) -> StressRow:
+    assumptions = []
+    for key, value in _dict(item.get("assumptions")).items():
+        number = _num(value)
+        label = SIZE_LABELS.get(key, ASSET_CLASS_LABELS.get(key, str(key)))
+        assumptions.append((label, number if number is not None else str(value)))
+    assumptions.sort(key=lambda pair: -abs(pair[1]) if isinstance(pair[1], float) else 0.0)
+    return StressRow(
+        name=str(item.get("name") or ""),
+        kind=str(item.get("kind") or "historical"),
+        before=_num(item.get("before")),
+        after=_num(item.get("after")),
+        start=str(item.get("start") or ""),
+        end=str(item.get("end") or ""),
+        missing=[str(t) for t in _list(item.get("missing"))],
+        note=str(item.get("note") or ""),
+        description=str(item.get("description") or ""),
+        assumptions=assumptions,
+    )
+
+
+def _backtest(value: object) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        return None
+    before, after = _dict(value.get("before")), _dict(value.get("after"))
+    metrics = []
+    for key, label in (("return_annual", "Annual return"), ("volatility", "Volatility"),
+                       ("max_drawdown", "Maximum drawdown")):
+        b, a = _num(before.get(key)), _num(after.get(key))
+        if b is not None or a is not None:
+            metrics.append({"label": label, "before": b, "after": a})
+    note = str(value.get("note") or "")
+    curve = _dict(value.get("curve"))
+    dates, cb, ca = _list(curve.get("dates")), _list(curve.get("before")), _list(curve.get("after"))
+    good_curve = bool(dates) and len(dates) == len(cb) == len(ca)
+    return {
+        "start": str(value.get("start") or ""),
+        "end": str(value.get("end") or ""),
+        "rebalance": str(value.get("rebalance") or ""),
+        "metrics": metrics,
+        "note": note,
+        "note_repeats_caveat": "knowledge" in note.lower(),
+        "curve": {"dates": [str(d) for d in dates], "before": [_num(x) for x in cb], "after": [_num(x) for x in ca]}
+        if good_curve else None,
+    }
+
+
+def _views(value: object) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        return None
+    return {
+        "title": str(value.get("title") or "The dated investment views"),
+        "as_of": str(value.get("as_of") or ""),
+        "summary": str(value.get("summary") or ""),
+        "source": str(value.get("source") or ""),
+        "facts": [str(f) for f in _list(value.get("facts"))],
+        "risks": [str(r) for r in _list(value.get("risks"))],
+    }
