@@ -1,10 +1,23 @@
-"""Reads of holdings: portfolio summaries and valued positions."""
+"""Reads of holdings: portfolio summaries, valued positions, the holdings page and the import preview."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
 
-from portfolios.models import Portfolio
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+
+from portfolios.holdings.importers import ParsedAccount, ParsedFile, ParsedPosition
+from portfolios.models import Account, Holding, Portfolio, Price, Security
+
+CENT = Decimal("0.01")
+
+
+def shares_text(shares: Decimal) -> str:
+    """1250.500000 -> "1,250.5" (no exponent, no trailing zeros)."""
+    return f"{shares.normalize():,f}"
 
 
 @dataclass(frozen=True)
@@ -15,11 +28,204 @@ class PortfolioSummary:
 
 
 def portfolio_summaries(*, owner) -> list[PortfolioSummary]:
-    from django.db.models import Count
-
     rows = (
         Portfolio.objects.filter(owner=owner)
         .annotate(n_accounts=Count("accounts", distinct=True), n_positions=Count("accounts__holdings"))
         .order_by("name", "id")
     )
     return [PortfolioSummary(p, p.n_accounts, p.n_positions) for p in rows]
+
+
+# --- valued positions --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PositionRow:
+    """One lot, valued at the newest stored price of its security (None when it has no price)."""
+
+    holding_id: int
+    account_id: int
+    account: str
+    account_type: str
+    ticker: str
+    name: str
+    shares: Decimal
+    cost_basis: Decimal | None
+    acquired_on: dt.date | None
+    price: Decimal | None
+    price_date: dt.date | None
+    value: Decimal | None
+    priced: bool
+
+    @property
+    def shares_text(self) -> str:
+        return shares_text(self.shares)
+
+
+def _latest(field_name: str, security_ref: str) -> Subquery:
+    newest = Price.objects.filter(security=OuterRef(security_ref)).order_by("-date")
+    return Subquery(newest.values(field_name)[:1])
+
+
+def _money(price: float | None, shares: Decimal) -> tuple[Decimal | None, Decimal | None]:
+    if price is None:
+        return None, None
+    price_dec = Decimal(str(price))
+    return price_dec, (price_dec * shares).quantize(CENT)
+
+
+def portfolio_positions(*, portfolio: Portfolio) -> list[PositionRow]:
+    """Every holding of the portfolio with its account, shares, cost basis, latest price and value."""
+    rows = (
+        Holding.objects.filter(account__portfolio=portfolio)
+        .select_related("account", "security")
+        .annotate(latest_close=_latest("close", "security"), latest_date=_latest("date", "security"))
+        .order_by("account__name", "account_id", "security__ticker", "id")
+    )
+    result = []
+    for h in rows:
+        price, value = _money(h.latest_close, h.shares)
+        result.append(PositionRow(
+            holding_id=h.pk, account_id=h.account_id, account=h.account.name, account_type=h.account.account_type,
+            ticker=h.security.ticker, name=h.security.name, shares=h.shares, cost_basis=h.cost_basis_usd,
+            acquired_on=h.acquired_on, price=price, price_date=h.latest_date, value=value, priced=price is not None,
+        ))
+    return result
+
+
+# --- the holdings page -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountHoldings:
+    account: Account
+    positions: list[PositionRow]
+    cash: Decimal
+    value: Decimal  # priced positions plus cash
+
+    @property
+    def unpriced(self) -> list[PositionRow]:
+        return [p for p in self.positions if not p.priced]
+
+
+@dataclass(frozen=True)
+class HoldingsOverview:
+    portfolio: Portfolio
+    accounts: list[AccountHoldings]
+    value: Decimal
+    cash: Decimal
+    positions: int
+    unpriced: list[str] = field(default_factory=list)
+    missing_cost: list[str] = field(default_factory=list)
+    prices_as_of: dt.date | None = None
+
+
+def portfolio_holdings_overview(*, portfolio: Portfolio) -> HoldingsOverview:
+    positions = portfolio_positions(portfolio=portfolio)
+    by_account: dict[int, list[PositionRow]] = {}
+    for p in positions:
+        by_account.setdefault(p.account_id, []).append(p)
+    accounts = []
+    for account in portfolio.accounts.order_by("name", "id"):
+        rows = by_account.get(account.pk, [])
+        invested = sum((p.value for p in rows if p.value is not None), Decimal("0"))
+        accounts.append(AccountHoldings(account, rows, account.cash_usd, invested + account.cash_usd))
+    dates = [p.price_date for p in positions if p.price_date]
+    return HoldingsOverview(
+        portfolio=portfolio,
+        accounts=accounts,
+        value=sum((a.value for a in accounts), Decimal("0")),
+        cash=sum((a.cash for a in accounts), Decimal("0")),
+        positions=len(positions),
+        unpriced=sorted({p.ticker for p in positions if not p.priced}),
+        missing_cost=sorted({p.ticker for p in positions if p.cost_basis is None and p.account_type == "taxable"}),
+        prices_as_of=max(dates) if dates else None,
+    )
+
+
+# --- the import preview ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreviewPosition:
+    position: ParsedPosition
+    known: bool  # in the security master
+    price: Decimal | None
+    value: Decimal | None
+
+    @property
+    def shares_text(self) -> str:
+        return shares_text(self.position.shares)
+
+
+@dataclass(frozen=True)
+class PreviewAccount:
+    account: ParsedAccount
+    positions: list[PreviewPosition]
+    value: Decimal
+    exists: bool  # an account of that name is already in the portfolio
+    kept_type: str | None = None  # the existing account's type, kept because the file only assumed one
+
+    @property
+    def unpriced(self) -> int:
+        return sum(1 for p in self.positions if p.price is None)
+
+    @property
+    def account_type_label(self) -> str:
+        return Account.Type(self.kept_type or self.account.account_type).label
+
+
+@dataclass(frozen=True)
+class ImportPreview:
+    parsed: ParsedFile
+    accounts: list[PreviewAccount]
+    value: Decimal
+    missing: list[str]  # what the market data lacks for this file, in plain words (cost basis: in warnings)
+    replaced_holdings: int  # holdings the portfolio has now (all go on "replace")
+    removed_accounts: list[str]  # accounts "replace" removes
+
+
+def securities_with_prices(tickers: Iterable[str]) -> QuerySet[Security]:
+    return Security.objects.filter(ticker__in=set(tickers)).annotate(
+        latest_close=_latest("close", "pk"), latest_date=_latest("date", "pk")
+    )
+
+
+def import_preview(*, portfolio: Portfolio, parsed: ParsedFile) -> ImportPreview:
+    securities = {s.ticker: s for s in securities_with_prices(p.ticker for p in parsed.positions)}
+    existing_types = dict(portfolio.accounts.values_list("name", "account_type"))
+    existing = set(existing_types)
+    accounts = []
+    for parsed_account in parsed.accounts:
+        rows = []
+        for p in parsed.positions:
+            if p.account != parsed_account.name:
+                continue
+            security = securities.get(p.ticker)
+            price, value = _money(getattr(security, "latest_close", None), p.shares)
+            rows.append(PreviewPosition(p, security is not None, price, value))
+        invested = sum((r.value for r in rows if r.value is not None), Decimal("0"))
+        kept = existing_types.get(parsed_account.name) if parsed_account.type_assumed else None
+        accounts.append(PreviewAccount(parsed_account, rows, invested + parsed_account.cash,
+                                       parsed_account.name in existing, kept))
+
+    missing = []
+    unknown = sorted({p.ticker for p in parsed.positions if p.ticker not in securities})
+    unpriced = sorted({t for t, s in securities.items() if s.latest_close is None})
+    if unknown:
+        missing.append(f"Not in the market data: {', '.join(unknown)}. They are kept as they are (no trades, "
+                       "no risk figures).")
+    if unpriced:
+        missing.append(f"No price yet for {', '.join(unpriced)}: values are missing until prices refresh.")
+    if parsed.as_of is None:
+        missing.append("The file does not say when it was exported.")
+
+    file_accounts = {a.name for a in parsed.accounts}
+    return ImportPreview(
+        parsed=parsed,
+        accounts=accounts,
+        value=sum((a.value for a in accounts), Decimal("0")),
+        missing=missing,
+        replaced_holdings=Holding.objects.filter(account__portfolio=portfolio).count(),
+        removed_accounts=sorted(existing - file_accounts),
+    )

@@ -1,0 +1,120 @@
+"""Forms for holdings: they validate and convert; services write."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from django import forms
+from django.conf import settings
+
+from portfolios.holdings.importers import ticker_normalize
+from portfolios.models import Account, Portfolio
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(
+        label="Positions file",
+        help_text="The CSV your broker exports (Fidelity, Schwab, Vanguard, Interactive Brokers) or your own "
+                  "CSV with columns ticker, shares and optionally cost_basis, account, account_type.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.tsv,.txt,text/csv"}),
+    )
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        limit = settings.IMPORT_MAX_BYTES
+        if upload.size > limit:
+            raise forms.ValidationError(f"The file is {upload.size / 1024 / 1024:.1f} MB; the limit is "
+                                        f"{limit / 1024 / 1024:.1f} MB.")
+        upload.seek(0)
+        self.cleaned_data["data"] = upload.read(limit + 1)
+        return upload
+
+
+class ConfirmForm(forms.Form):
+    mode = forms.ChoiceField(
+        label="How to apply it",
+        choices=[
+            ("replace", "Replace: the portfolio becomes exactly this file"),
+            ("merge", "Merge: update the accounts and tickers in this file, keep everything else"),
+        ],
+        initial="replace",
+        widget=forms.RadioSelect,
+    )
+    token = forms.CharField(widget=forms.HiddenInput)
+
+
+class AccountForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    account_type = forms.ChoiceField(label="Type", choices=Account.Type.choices, initial=Account.Type.TAXABLE,
+                                     help_text="Taxes on sales are estimated for taxable accounts only.")
+    broker = forms.CharField(max_length=40, required=False)
+    number_masked = forms.CharField(label="Account number (last digits)", max_length=20, required=False,
+                                    help_text="Optional, e.g. ...1234. Never enter the full number.")
+    cash_usd = forms.DecimalField(label="Cash (USD)", max_digits=18, decimal_places=2, initial=Decimal("0"),
+                                  min_value=Decimal("-1e15"), max_value=Decimal("1e15"))
+
+    def __init__(self, *args, portfolio: Portfolio, account: Account | None = None, **kwargs):
+        self.portfolio, self.account = portfolio, account
+        if account is not None and "initial" not in kwargs:
+            kwargs["initial"] = {"name": account.name, "account_type": account.account_type,
+                                 "broker": account.broker, "number_masked": account.number_masked,
+                                 "cash_usd": account.cash_usd}
+        super().__init__(*args, **kwargs)
+
+    def clean_name(self) -> str:
+        name = " ".join(self.cleaned_data["name"].split())
+        if not name:
+            raise forms.ValidationError("Give the account a name.")
+        clash = self.portfolio.accounts.filter(name=name)
+        if self.account is not None:
+            clash = clash.exclude(pk=self.account.pk)
+        if clash.exists():
+            raise forms.ValidationError("This portfolio already has an account with that name.")
+        return name
+
+    def clean_number_masked(self) -> str:
+        number = self.cleaned_data["number_masked"].strip()
+        digits = sum(ch.isdigit() for ch in number)
+        if digits > 4:
+            raise forms.ValidationError("Enter only the last 4 digits (e.g. ...1234).")
+        return number
+
+
+class HoldingForm(forms.Form):
+    account = forms.ModelChoiceField(queryset=Account.objects.none(), required=False)
+    ticker = forms.CharField(max_length=24, help_text="For example AAPL, VTI or BRK-B.")
+    shares = forms.DecimalField(max_digits=20, decimal_places=6, min_value=Decimal("0.000001"),
+                                max_value=Decimal("9999999999999"))
+    cost_basis_usd = forms.DecimalField(label="Total cost basis (USD)", max_digits=18, decimal_places=2,
+                                        min_value=Decimal("0"), required=False,
+                                        help_text="What you paid for the whole lot; used to estimate taxes.")
+    acquired_on = forms.DateField(label="Acquired on", required=False,
+                                  widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, portfolio: Portfolio, **kwargs):
+        super().__init__(*args, **kwargs)
+        accounts = portfolio.accounts.order_by("name", "id")
+        field = self.fields["account"]
+        field.queryset = accounts
+        if accounts.exists():
+            field.required = True
+            field.empty_label = None
+        else:
+            field.empty_label = "Taxable (a new account)"
+            field.help_text = "The portfolio has no accounts yet; a taxable account is created."
+
+    def clean_ticker(self) -> str:
+        try:
+            ticker = ticker_normalize(self.cleaned_data["ticker"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc))
+        if ticker == "CASH":
+            raise forms.ValidationError("Cash is entered on the account (edit the account), not as a holding.")
+        return ticker
+
+    def clean_acquired_on(self) -> dt.date | None:
+        value = self.cleaned_data.get("acquired_on")
+        if value and value > dt.date.today():
+            raise forms.ValidationError("The date is in the future.")
+        return value

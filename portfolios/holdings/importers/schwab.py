@@ -1,0 +1,109 @@
+"""Schwab positions export.
+
+A preamble `"Positions for account <name> ...123 as of <time>, YYYY/MM/DD"`, a blank line, then a quoted
+header (`"Symbol","Description","Qty (Quantity)",...,"Mkt Val (Market Value)",...,"Cost Basis",...`, in
+any order). `Cash & Cash Investments` is cash, `Account Total` is skipped. The all-accounts export
+repeats the preamble (or a bare `"<name> ...123"` line) and the header for each account.
+"""
+
+from __future__ import annotations
+
+import re
+
+from portfolios.holdings.importers import values
+from portfolios.holdings.importers.base import DEFAULT_ACCOUNT, FileBuilder
+from portfolios.holdings.importers.text import Columns, Row, header_key
+
+FORMAT = "schwab"
+BROKER = "Schwab"
+
+SYMBOL = ("symbol",)
+QUANTITY = ("qty (quantity)", "quantity", "qty")
+MARKET_VALUE = ("mkt val (market value)", "market value", "mkt val")
+COST_BASIS = ("cost basis",)
+SECURITY_TYPE = ("security type",)
+DESCRIPTION = ("description",)
+
+_ACCOUNT = re.compile(
+    r"^(?P<name>.+?)\s+(?P<number>(?:\.{3}|x{2,}-?|\*{2,})[0-9a-z]{2,6})\b", re.IGNORECASE
+)
+
+
+def header_matches(cells: list[str]) -> bool:
+    keys = {header_key(c) for c in cells}
+    return (
+        "symbol" in keys
+        and bool(keys & set(QUANTITY))
+        and bool(keys & set(MARKET_VALUE))
+        and "description" in keys
+        and not keys & {"account number", "account name"}
+    )
+
+
+def read(rows: list[Row], header_at: int, builder: FileBuilder) -> None:
+    columns: Columns | None = None
+    col: dict[str, int | None] = {}
+    names: dict[str, str] = {}
+    account_key: tuple[str, str] | None = None
+    for row in rows:
+        if row.blank:
+            continue
+        filled = row.filled()
+        if len(filled) == 1:
+            if key := _preamble(filled[0], builder):
+                account_key = key
+                continue
+            if columns is None or not Columns.cell(row, col["symbol"]).strip():
+                continue  # other text (a title, a footer)
+        if header_matches(row.cells):
+            columns = Columns(row.cells, line=row.line)
+            col = {
+                "symbol": columns.find(*SYMBOL), "quantity": columns.find(*QUANTITY),
+                "value": columns.find(*MARKET_VALUE), "cost": columns.find(*COST_BASIS),
+                "type": columns.find(*SECURITY_TYPE), "description": columns.find(*DESCRIPTION),
+            }
+            names = {k: (columns.name(i) if i is not None else k) for k, i in col.items()}
+            continue
+        if columns is None:
+            continue  # preamble text above the first header
+        if message := columns.extra_values(row):
+            builder.problem(row.line, "", message)
+            continue
+        cell = {k: Columns.cell(row, i) for k, i in col.items()}
+        symbol = cell["symbol"].strip()
+        low = symbol.lower()
+        if low.startswith("account total"):
+            continue
+        if account_key is None:
+            account_key = builder.account(name=DEFAULT_ACCOUNT, account_type="taxable")
+        if low.startswith(("cash & cash investments", "cash and cash investments", "cash & money market")):
+            builder.cash(account_key=account_key, line=row.line, amount=(cell["value"], names["value"]))
+            continue
+        if not symbol:
+            description = cell["description"].strip()
+            if description:
+                builder.warn(f"Skipped “{description[:60]}” on line {row.line}: it has no symbol "
+                             f"(value {cell['value'] or 'unknown'}).")
+                continue
+            builder.problem(row.line, names["symbol"], "the symbol is missing")
+            continue
+        builder.position(
+            account_key=account_key, line=row.line, ticker=(symbol, names["symbol"]),
+            shares=(cell["quantity"], names["quantity"]),
+            cost_basis=(cell["cost"], names["cost"]) if col["cost"] is not None else None,
+        )
+
+
+def _preamble(text: str, builder: FileBuilder) -> tuple[str, str] | None:
+    """Read an account line; set the as-of date. Returns the account key, or None for other text."""
+    body = text.strip()
+    if body.lower().startswith("positions for"):
+        when = re.search(r"\bas of\b(.*)$", body, re.IGNORECASE)
+        if when and (as_of := values.date_in_text(when.group(1))):
+            builder.as_of = as_of
+        body = re.sub(r"^positions for\s+(account\s+)?", "", body, flags=re.IGNORECASE)
+        body = re.sub(r"\s+as of\b.*$", "", body, flags=re.IGNORECASE)
+    match = _ACCOUNT.match(body)
+    if not match:
+        return None
+    return builder.account(name=match["name"], number=match["number"])
