@@ -1,3 +1,27 @@
-from django.urls import path  # noqa: F401
+"""REST API routes, included at /api/ (DESIGN.md "REST API"). Everything here needs a signed-in user or a token,
+the OpenAPI schema and its Swagger UI included."""
 
-urlpatterns: list = []
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import IsAuthenticated
+
+from portfolios.api import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("portfolios/", views.PortfolioListView.as_view(), name="portfolio-list"),
+    path("portfolios/<int:pk>/", views.PortfolioDetailView.as_view(), name="portfolio-detail"),
+    path("portfolios/<int:pk>/import/", views.PortfolioImportView.as_view(), name="portfolio-import"),
+    path("portfolios/<int:pk>/rebalance/", views.PortfolioRebalanceView.as_view(), name="portfolio-rebalance"),
+    path("portfolios/<int:pk>/trades.csv", views.PortfolioTradesView.as_view(), name="portfolio-trades"),
+    path("runs/<int:pk>/", views.RunDetailView.as_view(), name="run-detail"),
+    path("schema/", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="schema"),
+    path(
+        "docs/",
+        SpectacularSwaggerView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]),
+        name="docs",
+    ),
+    # Last: anything else under /api/ answers a JSON 404 (401 when anonymous), never an HTML page.
+    re_path(r"^[\s\S]*$", views.ApiNotFoundView.as_view(), name="not-found"),  # any path, newlines too
+]

@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from portfolios.api import web_views
+
+urlpatterns = [
+    path("tokens/", web_views.api_tokens, name="api_tokens"),
+]

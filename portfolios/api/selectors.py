@@ -1,0 +1,40 @@
+"""Reads for the REST API: the portfolio detail document."""
+
+from __future__ import annotations
+
+from portfolios.holdings.selectors import portfolio_positions
+from portfolios.models import Portfolio
+
+
+def portfolio_detail_document(*, portfolio: Portfolio) -> dict:
+    """`{id, name, profile, value, cash, holdings: [{ticker, account, shares, cost_basis, price, value}]}`.
+
+    `value` is the priced positions plus the accounts' cash, in USD; an unpriced position has null
+    price and value and does not count towards it.
+    """
+    positions = portfolio_positions(portfolio=portfolio)
+    holdings = [
+        {
+            "ticker": p.ticker,
+            "account": p.account,
+            "shares": float(p.shares),
+            "cost_basis": _float_or_none(p.cost_basis),
+            "price": _float_or_none(p.price),
+            "value": _float_or_none(p.value),
+        }
+        for p in positions
+    ]
+    cash = sum(float(c) for c in portfolio.accounts.values_list("cash_usd", flat=True))
+    value = cash + sum(h["value"] for h in holdings if h["value"] is not None)
+    return {
+        "id": portfolio.pk,
+        "name": portfolio.name,
+        "profile": portfolio.profile,
+        "value": round(value, 2),
+        "cash": round(cash, 2),
+        "holdings": holdings,
+    }
+
+
+def _float_or_none(value) -> float | None:
+    return None if value is None else float(value)

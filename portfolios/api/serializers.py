@@ -1,0 +1,194 @@
+"""REST API serializers: validate and convert only (the logic lives in services and selectors)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from portfolios.models import Portfolio, Profile, RebalanceRun
+
+MAX_CASH_USD = 1e12
+MAX_KEEP_TICKERS = 50
+
+
+# --- JSON fields that take only the JSON type the schema names ------------------------------------
+# DRF's fields coerce (`"12"` and `false` become numbers, `1` becomes `true`, `123` a string) and trim
+# before checking the length; an API client sending the wrong type has a bug it should hear about.
+
+
+class StrictCharField(serializers.CharField):
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().to_internal_value(data)
+
+
+class StrictRegexField(serializers.RegexField):
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictFloatField(serializers.FloatField):
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+# --- portfolios ----------------------------------------------------------------------------------
+
+
+class PortfolioSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Portfolio
+        fields = ["id", "name", "profile"]
+        read_only_fields = fields
+
+
+class PortfolioWriteSerializer(serializers.Serializer):
+    """Body of `POST /api/portfolios/` (name required) and `PATCH /api/portfolios/{id}/` (any subset)."""
+
+    name = StrictCharField(
+        max_length=100,
+        validators=[RegexValidator(r"^[^\x00]*[^\s\x00][^\x00]*$", "Give the portfolio a name (not only spaces).")],
+    )
+    profile = serializers.ChoiceField(choices=Profile.choices, default=Profile.MODERATE)
+
+
+class HoldingSerializer(serializers.Serializer):
+    """One lot of a security in an account (a ticker bought at several times may have several lots)."""
+
+    ticker = serializers.CharField()
+    account = serializers.CharField(help_text="Account name")
+    shares = serializers.FloatField()
+    cost_basis = serializers.FloatField(allow_null=True, help_text="Total cost of the lot, USD (null: unknown)")
+    price = serializers.FloatField(allow_null=True, help_text="Latest close, USD (null: not priced)")
+    value = serializers.FloatField(allow_null=True, help_text="shares x price, USD (null: not priced)")
+
+
+class PortfolioDetailSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    profile = serializers.ChoiceField(choices=Profile.choices)
+    value = serializers.FloatField(help_text="Priced positions plus account cash, USD")
+    cash = serializers.FloatField(help_text="Cash held in the accounts, USD")
+    holdings = HoldingSerializer(many=True)
+
+
+# --- import --------------------------------------------------------------------------------------
+
+
+@extend_schema_field(OpenApiTypes.BINARY)
+class UploadField(serializers.FileField):
+    """A file part of a multipart request (documented as binary, not as a URL)."""
+
+
+class ImportRequestSerializer(serializers.Serializer):
+    file = UploadField(
+        allow_empty_file=True, help_text="The positions file your broker exports, or a ticker,shares[,cost_basis] CSV"
+    )
+    mode = serializers.ChoiceField(
+        choices=[("replace", "replace"), ("merge", "merge")],
+        default="replace",
+        help_text="replace: the file's accounts replace their current holdings; merge: add to them",
+    )
+
+    def validate_file(self, upload):
+        # Refused before reading it into memory; the importer applies the same limit to what it reads.
+        limit = settings.IMPORT_MAX_BYTES
+        if upload.size > limit:
+            raise serializers.ValidationError(
+                f"the file is {upload.size:,} bytes; the limit is {limit:,} bytes"
+            )
+        return upload
+
+
+class ImportResultSerializer(serializers.Serializer):
+    holdings = serializers.IntegerField(help_text="Holdings (lots) written")
+    accounts = serializers.IntegerField(help_text="Accounts the file touched")
+    warnings = serializers.ListField(child=serializers.CharField())
+
+
+class ImportProblemSerializer(serializers.Serializer):
+    line = serializers.IntegerField(allow_null=True, help_text="1-based line of the file (null: the whole request)")
+    field = serializers.CharField(allow_blank=True, help_text="Column or form field at fault")
+    message = serializers.CharField()
+
+
+class ImportErrorsSerializer(serializers.Serializer):
+    errors = ImportProblemSerializer(many=True)
+
+
+# --- rebalance runs ------------------------------------------------------------------------------
+
+
+class RebalanceRequestSerializer(serializers.Serializer):
+    """Options for one run; an omitted option takes the portfolio's current setting."""
+
+    profile = serializers.ChoiceField(choices=Profile.choices, required=False)
+    cash = StrictFloatField(
+        required=False, min_value=-MAX_CASH_USD, max_value=MAX_CASH_USD,
+        help_text="Cash to add (positive) or withdraw (negative), USD",
+    )
+    buy_only = StrictBooleanField(required=False, help_text="Never sell; only buy with the available cash")
+    keep = serializers.ListField(
+        child=StrictRegexField(r"^[A-Za-z0-9^][A-Za-z0-9.\-=]{0,23}$", max_length=24, trim_whitespace=False),
+        required=False, max_length=MAX_KEEP_TICKERS, help_text="Tickers never to sell",
+    )
+    fractional = StrictBooleanField(required=False, help_text="Allow fractional shares")
+    max_turnover = StrictFloatField(
+        required=False, allow_null=True, min_value=0.0, max_value=1.0,
+        help_text="Largest fraction of value to trade (null: the profile's limit)",
+    )
+    use_views = StrictBooleanField(required=False, help_text="Apply the dated investment views")
+
+    def validate_keep(self, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(t.strip().upper() for t in value))
+
+
+class RunAcceptedSerializer(serializers.Serializer):
+    run = serializers.IntegerField(help_text="Poll GET /api/runs/{run}/")
+    status = serializers.ChoiceField(choices=RebalanceRun.Status.choices)
+    url = serializers.CharField()
+
+
+class RunSerializer(serializers.ModelSerializer):
+    inputs = serializers.SerializerMethodField(help_text="Options the run uses (profile, cash, buy_only, keep, ...)")
+    result = serializers.SerializerMethodField(help_text="The CLI JSON document (DESIGN.md) once status is done")
+    error = serializers.CharField(read_only=True, help_text="Why the run failed (empty unless status is failed)")
+
+    class Meta:
+        model = RebalanceRun
+        fields = [
+            "id", "portfolio", "status", "trigger", "profile", "inputs", "result", "error",
+            "prices_as_of", "created_at", "started_at", "finished_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_inputs(self, run: RebalanceRun) -> dict:
+        return run.inputs or {}
+
+    @extend_schema_field({"type": "object", "additionalProperties": {}, "nullable": True})
+    def get_result(self, run: RebalanceRun) -> dict | None:
+        return run.result if run.status == RebalanceRun.Status.DONE else None
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()

@@ -1,0 +1,46 @@
+"""Writes behind the REST API: portfolios (create, update, delete) and a user's own API token."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+from portfolios.models import Holding, Portfolio, Profile, RebalanceRun
+from portfolios.recommendations.services import rebalance_run_request
+
+
+def portfolio_create(*, owner, name: str, profile: str = Profile.MODERATE) -> Portfolio:
+    return Portfolio.objects.create(owner=owner, name=name, profile=profile)
+
+
+def portfolio_update(*, portfolio: Portfolio, name: str | None = None, profile: str | None = None) -> Portfolio:
+    """Rename and/or change the risk profile. A new profile recomputes the suggestion (if there is
+    anything to rebalance), as changing it on the web page does."""
+    with transaction.atomic():
+        profile_changed = profile is not None and profile != portfolio.profile
+        if name is not None:
+            portfolio.name = name
+        if profile is not None:
+            portfolio.profile = profile
+        portfolio.save(update_fields=["name", "profile", "updated_at"])
+        if profile_changed and Holding.objects.filter(account__portfolio=portfolio).exists():
+            rebalance_run_request(portfolio=portfolio, trigger=RebalanceRun.Trigger.OPTIONS)
+    return portfolio
+
+
+def portfolio_delete(*, portfolio: Portfolio) -> None:
+    """Delete the portfolio with its accounts, holdings and runs."""
+    portfolio.delete()
+
+
+def api_token_create(*, user) -> Token:
+    """Issue a new token for `user`; any token they had stops working at once."""
+    with transaction.atomic():
+        Token.objects.filter(user=user).delete()
+        return Token.objects.create(user=user)
+
+
+def api_token_revoke(*, user) -> bool:
+    """Delete `user`'s token. Returns whether there was one."""
+    deleted, _ = Token.objects.filter(user=user).delete()
+    return deleted > 0
