@@ -111,10 +111,11 @@ def recompute_after_price_refresh(*, tickers: Iterable[str], chunk_size: int = 2
                             inputs=inputs,
                         )
                     )
-                else:
-                    run.inputs, run.trigger, run.profile = inputs, RebalanceRun.Trigger.PRICES, portfolio.profile
+                # A pending run keeps the options it was asked with; it will simply see the new prices.
             if pending:
-                RebalanceRun.objects.bulk_update(pending.values(), ["inputs", "trigger", "profile"])
+                RebalanceRun.objects.filter(pk__in=[r.pk for r in pending.values()]).update(
+                    trigger=RebalanceRun.Trigger.PRICES
+                )
             created = RebalanceRun.objects.bulk_create(new_runs)
             run_ids += [run.pk for run in pending.values()] + [run.pk for run in created]
     transaction.on_commit(lambda: _enqueue_chunks(run_ids, chunk_size))
