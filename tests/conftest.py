@@ -81,6 +81,21 @@ def celery_worker(celery_worker_process, transactional_db):
     return celery_worker_process
 
 
+MARKET_STOCKS = ["AAPL", "MSFT", "NVDA", "GOOGL", "AMZN", "META", "JPM", "BRK-B"]
+
+
+@pytest.fixture
+def market(tmp_path_factory, settings, transactional_db):
+    """The real bundled prices for every ETF and a few stocks, loaded into the (transactional) test DB."""
+    from portfolios.marketdata.services import market_data_load_bundled
+    from tests.market import write_market_slice
+
+    folder = write_market_slice(tmp_path_factory.mktemp("market"), MARKET_STOCKS)
+    settings.MARKET_DATA_DIR = folder
+    market_data_load_bundled()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def browser():
     from playwright.sync_api import sync_playwright

@@ -10,22 +10,7 @@ import pytest
 from portfolios.models import Account, Holding, Portfolio, RebalanceRun, Security
 from portfolios.recommendations.runner import rebalance_run_execute_service
 from portfolios.recommendations.services import rebalance_run_request, recompute_after_price_refresh
-from tests.market import write_market_slice
 from tests.workers import Worker
-
-STOCKS = ["AAPL", "MSFT", "NVDA", "GOOGL", "AMZN", "META", "JPM"]
-
-
-@pytest.fixture
-def market(tmp_path_factory, settings, transactional_db):
-    """The bundled prices for all ETFs and a few stocks, loaded into the (transactional) test database."""
-    from portfolios.marketdata.services import market_data_load_bundled
-
-    folder = write_market_slice(tmp_path_factory.mktemp("market"), STOCKS)
-    settings.MARKET_DATA_DIR = folder
-    market_data_load_bundled()
-    return folder
-
 
 def make_portfolio(owner, *, name="Tech heavy", holdings=None, cash="2500") -> Portfolio:
     portfolio = Portfolio.objects.create(owner=owner, name=name, profile="moderate")
