@@ -12,6 +12,7 @@ from portfolios.recommendations.runner import rebalance_run_execute_service
 from portfolios.recommendations.services import rebalance_run_request, recompute_after_price_refresh
 from tests.workers import Worker
 
+
 def make_portfolio(owner, *, name="Tech heavy", holdings=None, cash="2500") -> Portfolio:
     portfolio = Portfolio.objects.create(owner=owner, name=name, profile="moderate")
     taxable = Account.objects.create(
