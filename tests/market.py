@@ -1,30 +1,20 @@
-"""A slice of the bundled market data (all ETFs + chosen stocks), written to a temporary folder.
-
-Loading the whole snapshot (about a million rows) in every test that needs prices would be slow;
-a slice keeps the same real figures for the tickers a test uses.
-"""
+"""A slice of the bundled market data (every ETF + chosen stocks, full history) for tests that run
+the real engine. Loading the whole snapshot (about a million rows) in each such test would be slow."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
-from django.conf import settings
 
-BUNDLED = Path(settings.BASE_DIR) / "data" / "market"
+from tests.marketdata_support import REAL_DIR, write_market_dir
 
 
 def write_market_slice(folder: Path, stocks: Iterable[str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    securities = pd.read_csv(BUNDLED / "securities.csv", keep_default_na=False)
-    wanted = set(stocks) | set(securities.loc[securities["kind"] == "etf", "ticker"])
-    securities[securities["ticker"].isin(wanted)].to_csv(folder / "securities.csv", index=False)
-    prices = pd.read_csv(BUNDLED / "prices_daily.csv.gz")
-    prices[["date", *[c for c in prices.columns if c in wanted]]].to_csv(
-        folder / "prices_daily.csv.gz", index=False, compression="gzip"
+    securities = pd.read_csv(REAL_DIR / "securities.csv", keep_default_na=False)
+    etfs = securities.loc[securities["kind"] == "etf", "ticker"].tolist()
+    holdings_for = tuple(p.stem for p in (REAL_DIR / "etf_holdings").glob("*.csv"))
+    return write_market_dir(
+        folder, tickers=[*etfs, *stocks], start="2019-01-01", days=None, holdings_for=holdings_for
     )
-    shutil.copy(BUNDLED / "etf_sector_weights.csv", folder / "etf_sector_weights.csv")
-    shutil.copytree(BUNDLED / "etf_holdings", folder / "etf_holdings", dirs_exist_ok=True)
-    return folder

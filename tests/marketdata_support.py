@@ -16,12 +16,13 @@ SMALL_TICKERS = ["AAPL", "MSFT", "JPM", "BRK-B", "QQQ", "XLF", "XLK", "BIL"]
 
 
 def write_market_dir(path: Path, *, tickers: list[str] = SMALL_TICKERS, start: str = "2025-10-01",
-                     days: int = 40) -> Path:
-    """A MARKET_DATA_DIR holding `days` real trading days from `start` for `tickers` (gzip), their
-    master rows, sector weights, and the real QQQ and XLF holdings files."""
+                     days: int | None = 40, holdings_for: tuple[str, ...] = ("QQQ", "XLF")) -> Path:
+    """A MARKET_DATA_DIR holding `days` real trading days (None: all) from `start` for `tickers` (gzip),
+    their master rows, sector weights, and the real holdings files of the `holdings_for` funds."""
     path.mkdir(parents=True, exist_ok=True)
     prices = pd.read_csv(REAL_DIR / "prices_daily.csv.gz", usecols=["date", *tickers], index_col="date")
-    prices = prices.loc[prices.index >= start].head(days)[tickers]
+    prices = prices.loc[prices.index >= start]
+    prices = (prices if days is None else prices.head(days))[tickers]
     prices.to_csv(path / "prices_daily.csv.gz", compression="gzip")
     for name, key in (("securities.csv", "ticker"), ("etf_sector_weights.csv", "etf")):
         with open(REAL_DIR / name, newline="") as src, open(path / name, "w", newline="") as dst:
@@ -30,7 +31,7 @@ def write_market_dir(path: Path, *, tickers: list[str] = SMALL_TICKERS, start: s
             writer.writeheader()
             writer.writerows(row for row in reader if row[key] in tickers)
     (path / "etf_holdings").mkdir(exist_ok=True)
-    for etf in ("QQQ", "XLF"):
+    for etf in holdings_for:
         if etf in tickers:
             shutil.copy(REAL_DIR / "etf_holdings" / f"{etf}.csv", path / "etf_holdings" / f"{etf}.csv")
     return path

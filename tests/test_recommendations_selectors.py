@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from portfolios.models import Portfolio, RebalanceRun
-from portfolios.recommendations.forms import RebalanceOptionsForm, ticker_normalise
+from portfolios.recommendations.forms import RebalanceOptionsForm
 from portfolios.recommendations.selectors import (
     limit_label,
     portfolio_page_state,
@@ -137,11 +137,17 @@ def test_run_inputs_display():
     assert rows["Keep"] == "AAPL" and rows["Max turnover"] == "30%" and rows["Dated views"] == "off"
 
 
-@pytest.mark.parametrize(
-    "raw,expected", [("brk.b", "BRK-B"), (" bf/b ", "BF-B"), ("spy", "SPY"), ("SHOP.TO", "SHOP.TO")]
-)
-def test_ticker_normalise(raw, expected):
-    assert ticker_normalise(raw) == expected
+@pytest.mark.parametrize("raw,expected", [("brk.b brk/b", "BRK-B"), (" bf/b ", "BF-B"), ("spy", "SPY")])
+def test_keep_tickers_are_normalised_the_importer_way(raw, expected):
+    form = RebalanceOptionsForm(data={"profile": "moderate", "cash_change_usd": "0", "keep_tickers": raw})
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["keep_tickers"] == expected
+
+
+def test_keep_tickers_refuse_formulas():
+    form = RebalanceOptionsForm(data={"profile": "moderate", "cash_change_usd": "0", "keep_tickers": "AAPL =cmd()"})
+    assert not form.is_valid()
+    assert "=cmd()" in str(form.errors["keep_tickers"])
 
 
 def test_keep_tickers_are_deduplicated_and_capped():

@@ -7,17 +7,10 @@ from decimal import Decimal
 
 from django import forms
 
+from portfolios.holdings.importers import ticker_normalize
 from portfolios.models import Portfolio
 
-TICKER_RE = re.compile(r"^[A-Z0-9][A-Z0-9.\-^=]{0,23}$")
-SHARE_CLASS_RE = re.compile(r"^([A-Z]{1,5})[./]([A-Z])$")  # BRK.B or BRK/B -> BRK-B (Yahoo form)
 KEEP_MAX_CHARS = Portfolio._meta.get_field("keep_tickers").max_length
-
-
-def ticker_normalise(raw: str) -> str:
-    ticker = raw.strip().upper()
-    match = SHARE_CLASS_RE.match(ticker)
-    return f"{match.group(1)}-{match.group(2)}" if match else ticker
 
 
 class RebalanceOptionsForm(forms.ModelForm):
@@ -81,10 +74,12 @@ class RebalanceOptionsForm(forms.ModelForm):
         for part in re.split(r"[,;\s]+", raw):
             if not part.strip():
                 continue
-            ticker = ticker_normalise(part)
-            if not TICKER_RE.match(ticker):
+            try:
+                ticker = ticker_normalize(part)
+            except ValueError:
                 bad.append(part.strip())
-            elif ticker not in tickers:
+                continue
+            if ticker not in tickers:
                 tickers.append(ticker)
         if bad:
             raise forms.ValidationError(
