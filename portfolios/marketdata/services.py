@@ -55,10 +55,6 @@ LOCK_TIMEOUT_S = 35 * 60
 BEAT_TASK = "portfolios.marketdata.tasks.prices_refresh_scheduled"
 BEAT_TASK_NAME = "Refresh prices after the US close"
 
-# Diversifier menu: every ETF in the master except concentrated tech/semis, QQQ and growth funds;
-# any other equity ETF whose look-through is this much Information Technology is left out too.
-MENU_EXCLUDED = frozenset({"XLK", "VGT", "SMH", "SOXX", "QQQ", "VUG", "IWF", "MTUM"})
-MENU_MAX_TECH = 0.45
 
 
 @dataclass
@@ -102,10 +98,11 @@ def _say(stdout: TextIO | None, message: str) -> None:
 
 
 def security_is_menu(meta: SecurityMeta) -> bool:
-    """Broad, equal-weight, sector (not tech/semis), size, international, bond, cash-like and gold ETFs."""
-    if meta.kind != Security.Kind.ETF or meta.ticker in MENU_EXCLUDED:
-        return False
-    return meta.etf_sectors.get("Information Technology", 0.0) < MENU_MAX_TECH
+    """The engine's diversifier rule (engine.menu): broad, equal-weight, sector (not tech/semis or a single
+    industry), size, international, bond, cash-like and gold ETFs, one of each near-duplicate pair."""
+    from engine.menu import is_diversifier  # lazy: importing the engine package loads cvxpy
+
+    return is_diversifier(meta.ticker, meta.kind, meta.etf_sectors.get("Information Technology", 0.0))
 
 
 def securities_upsert(*, metas: Collection[SecurityMeta], source: str) -> tuple[dict[str, int], int]:

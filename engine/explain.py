@@ -1,0 +1,250 @@
+"""Words: a reason per trade, a message per relaxed limit, a one-sentence summary."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.exposures import GICS_SECTORS, ExposureModel
+from engine.limits import FINANCIALS, SMALL, TOLERANCE, Breach, Limits, Metrics
+from engine.target import Target
+from engine.tax import Realisation
+from engine.types import SecurityInfo
+
+ACCOUNT_LABELS: Mapping[str, str] = {
+    "traditional_ira": "a traditional IRA",
+    "roth_ira": "a Roth IRA",
+    "401k": "a 401(k)",
+}
+LIMIT_LABELS: Mapping[str, str] = {
+    "volatility_cap": "volatility cap",
+    "min_financials": "Financials minimum",
+    "min_small_cap": "small-cap minimum",
+    "max_turnover": "turnover limit",
+    "cash_withdrawal": "withdrawal",
+}
+
+
+def pct(x: float, other: float | None = None) -> str:
+    """A percentage for people: whole percent from 10% up, one decimal below; when `other` is given and
+    differs, as many decimals (up to 3) as it takes for the two to read differently."""
+    decimals = 0 if abs(x) >= 0.0995 else 1
+    if other is not None and abs(x - other) > 1e-9:
+        while decimals < 3 and round(x * 100, decimals) == round(other * 100, decimals):
+            decimals += 1
+    return f"{x * 100:.{decimals}f}%"
+
+
+def points(gap: float) -> str:
+    """A difference of two fractions in percentage points, e.g. "3.0 points", "0.002 points"."""
+    value = abs(gap) * 100
+    decimals = 1 if value >= 0.05 else 3
+    return f"{value:.{decimals}f} points"
+
+
+def from_to(before: float, after: float) -> str:
+    return f"from {pct(before, after)} to {pct(after, before)}"
+
+
+def usd(x: float) -> str:
+    return f"${x:,.0f}" if abs(x) >= 100 else f"${x:,.2f}"
+
+
+def limit_label(limit: str) -> str:
+    if limit.startswith("max_sector:"):
+        return f"{limit.split(':', 1)[1]} cap"
+    if limit.startswith("max_single_stock:"):
+        return f"single-stock cap on {limit.split(':', 1)[1]}"
+    return LIMIT_LABELS.get(limit, limit)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a reason may quote: limits, before/after metrics (opt exposures), target, cash change."""
+
+    limits: Limits
+    before: Metrics
+    after: Metrics
+    exposures: ExposureModel
+    bonds_before: float  # fraction of total value in bond funds
+    bonds_after: float
+    target: Target
+    cash_change: float
+    securities: Mapping[str, SecurityInfo]
+    top_name_before: tuple[str, float]
+    top_name_after: tuple[str, float]
+
+
+def trade_reason(
+    ctx: Context, *, ticker: str, asset: int, action: str, account_type: str, realisation: Realisation | None,
+    basis_known: bool = True,
+) -> str:
+    """A sentence a person understands, with the portfolio-level change this trade serves."""
+    text = _sell_reason(ctx, asset) if action == "sell" else _buy_reason(ctx, ticker, asset)
+    if action == "sell":
+        text += "; " + _tax_note(account_type, realisation, basis_known)
+    return text
+
+
+def _sell_reason(ctx: Context, a: int) -> str:
+    e, lim, b, af = ctx.exposures, ctx.limits, ctx.before, ctx.after
+    options: list[tuple[float, str]] = []
+    for i, name in enumerate(e.names):
+        if b.names[i] > lim.max_single_stock + TOLERANCE and e.names_matrix[i, a] >= 0.05:
+            text = (f"cuts {name} (held directly and inside funds) {from_to(b.names[i], af.names[i])} of the "
+                    f"portfolio; your limit is {pct(lim.max_single_stock)}")
+            options.append((120 + e.names_matrix[i, a], text))
+    for s, sector in enumerate(GICS_SECTORS):
+        share = e.sectors[s, a]
+        if b.sectors[s] > lim.max_sector + TOLERANCE and share >= 0.2:
+            options.append((100 + share, f"cuts {sector} {from_to(b.sectors[s], af.sectors[s])}; "
+                            f"your limit is {pct(lim.max_sector)}"))
+    if b.volatility > lim.vol_cap + TOLERANCE:
+        text = f"lowers volatility {from_to(b.volatility, af.volatility)}; your cap is {pct(lim.vol_cap)}"
+        options.append((90, text))
+    if ctx.cash_change < 0:
+        options.append((80, f"raises cash for your {usd(-ctx.cash_change)} withdrawal"))
+    if e.equity[a] > 0.5 and e.sectors[:, a].max() >= 0.2:
+        s = int(np.argmax(e.sectors[:, a]))
+        target = ctx.target.sectors.get(GICS_SECTORS[s], 0.0)
+        if b.sectors[s] > target + 0.01:
+            options.append((50, f"trims {GICS_SECTORS[s]} {from_to(b.sectors[s], af.sectors[s])} "
+                            f"toward the target's {pct(target)}"))
+    if ctx.top_name_before[1] > ctx.top_name_after[1] + 0.005 and e.names_matrix[:, a].sum() > 0:
+        name, weight = ctx.top_name_before
+        options.append((30, f"reduces single-name concentration: {name} {from_to(weight, ctx.top_name_after[1])} "
+                        f"of the portfolio"))
+    options.append((0, f"moves toward the target mix ({ctx.target.source})"))
+    return max(options, key=lambda o: o[0])[1]
+
+
+def _buy_reason(ctx: Context, ticker: str, a: int) -> str:
+    e, lim, b, af = ctx.exposures, ctx.limits, ctx.before, ctx.after
+    info = ctx.securities.get(ticker)
+    name = info.name if info and info.name else ticker
+    options: list[tuple[float, str]] = []
+    small_share = e.size[SMALL, a]
+    fin_share = e.sectors[FINANCIALS, a]
+    is_bond = e.asset_class[1, a] > 0.5 or e.asset_class[3, a] > 0.5
+    if small_share >= 0.5:
+        if b.equity > 0 and b.small < lim.min_small_cap - TOLERANCE:
+            options.append((110 + small_share, f"adds small caps {pct(b.small, af.small)} -> {pct(af.small, b.small)} "
+                            f"of equity; the minimum is {pct(lim.min_small_cap)}"))
+        options.append((60 + small_share, f"adds small caps {pct(b.small, af.small)} -> {pct(af.small, b.small)} "
+                        f"of equity (target {pct(ctx.target.size.get('small', 0.0))})"))
+    if fin_share >= 0.5:
+        fb, fa = b.sectors[FINANCIALS], af.sectors[FINANCIALS]
+        if b.equity > 0 and fb < lim.min_financials - TOLERANCE:
+            options.append((110 + fin_share, f"raises Financials {from_to(fb, fa)} of equity; "
+                            f"the minimum is {pct(lim.min_financials)}"))
+        options.append((60 + fin_share, f"raises Financials {from_to(fb, fa)} of equity "
+                        f"(target {pct(ctx.target.sectors.get('Financials', 0.0))})"))
+    if is_bond:
+        if b.volatility > lim.vol_cap + TOLERANCE:
+            options.append((100, f"adds bonds {pct(ctx.bonds_before)} -> {pct(ctx.bonds_after)} to bring volatility "
+                            f"{from_to(b.volatility, af.volatility)} (cap {pct(lim.vol_cap)})"))
+        options.append((55, f"adds bonds {pct(ctx.bonds_before)} -> {pct(ctx.bonds_after)} of the portfolio "
+                        f"(target {pct(sum(w for t, w in ctx.target.weights.items() if _is_bond(ctx, t)))})"))
+    if e.equity[a] > 0.5 and e.sectors[:, a].max() < 0.4 and small_share < 0.5:
+        region = info.region if info else ""
+        where = "international stocks" if region and region != "us" else "the broad market"
+        options.append((40, f"adds {name}, diversified across {where}; the largest single name goes "
+                        f"{from_to(ctx.top_name_before[1], ctx.top_name_after[1])} of the portfolio"))
+    if e.equity[a] > 0.5 and e.sectors[:, a].max() >= 0.5:
+        s = int(np.argmax(e.sectors[:, a]))
+        options.append((35, f"adds {GICS_SECTORS[s]} {from_to(b.sectors[s], af.sectors[s])} of equity "
+                        f"(target {pct(ctx.target.sectors.get(GICS_SECTORS[s], 0.0))})"))
+    if ctx.cash_change > 0:
+        options.append((20, f"invests your new {usd(ctx.cash_change)} toward the target mix"))
+    options.append((0, f"moves toward the target mix ({ctx.target.source})"))
+    return max(options, key=lambda o: o[0])[1]
+
+
+def _is_bond(ctx: Context, ticker: str) -> bool:
+    info = ctx.securities.get(ticker)
+    return info is not None and info.asset_class in ("bond", "cash")
+
+
+def _tax_note(account_type: str, r: Realisation | None, basis_known: bool) -> str:
+    if account_type in ACCOUNT_LABELS:
+        return f"no tax in {ACCOUNT_LABELS[account_type]}"
+    if r is None or abs(r.gain) < 0.5:
+        return "no gain to tax"
+    estimate = "" if basis_known else " (cost basis unknown: estimate)"
+    if r.gain < 0:
+        return f"realises a {usd(-r.gain)} loss that can offset other gains{estimate}"
+    if r.short_term_gain > 0.5 and r.long_term_gain > 0.5:
+        kind = f"gain ({usd(r.short_term_gain)} short-term)"
+    elif r.short_term_gain > 0.5:
+        kind = "short-term gain"
+    else:
+        kind = "long-term gain"
+    return f"realises {usd(r.gain)} {kind}, est. tax {usd(r.tax)}{estimate}"
+
+
+@dataclass(frozen=True)
+class Cause:
+    """Why a limit could not be met, and what a next run would do."""
+
+    why: str
+    next_run: str
+
+
+def relaxation_message(breach: Breach, cause: Cause) -> str:
+    label = limit_label(breach.limit)
+    direction = "over" if breach.kind == "max" else "short"
+    return (
+        f"The {label} of {pct(breach.requested)} was relaxed to {pct(breach.achieved, breach.requested)} "
+        f"({points(breach.achieved - breach.requested)} {direction}) because {cause.why}; {cause.next_run}."
+    )
+
+
+def withdrawal_message(requested: float, raised: float, why: str) -> str:
+    return (
+        f"The withdrawal of {usd(requested)} was reduced to {usd(raised)} because {why}; "
+        f"allow sales or add cash in that account to raise the rest."
+    )
+
+
+def summary_sentence(
+    *,
+    n_sells: int,
+    n_buys: int,
+    before: Metrics,
+    after: Metrics,
+    limits: Limits,
+    est_costs: float,
+    est_taxes: float,
+    relaxed: Sequence[str],
+    profile: str,
+) -> str:
+    """One sentence: what the trades do, with the main before -> after figures."""
+    if n_sells + n_buys == 0:
+        if relaxed:
+            return (f"No trades: none that are allowed would help, and {len(relaxed)} {profile} limit(s) stay "
+                    f"unmet (see relaxations).")
+        return f"No trades: the portfolio meets the {profile} limits and no trade is worth its costs and taxes."
+    changes = np.abs(after.sectors - before.sectors)
+    s = int(np.argmax(changes)) if len(changes) else 0
+    effects = []
+    if changes.size and changes[s] >= 0.005:
+        verb = "cut" if after.sectors[s] < before.sectors[s] else "raise"
+        effects.append(f"{verb} {GICS_SECTORS[s]} {from_to(before.sectors[s], after.sectors[s])} of equity")
+    if abs(after.small - before.small) >= 0.005:
+        verb = "raise" if after.small > before.small else "lower"
+        effects.append(f"{verb} small caps {from_to(before.small, after.small)}")
+    parts = []
+    if n_sells:
+        parts.append(f"sell {n_sells} position{'s' if n_sells != 1 else ''}")
+    if n_buys:
+        parts.append(f"buy {n_buys} fund{'s' if n_buys != 1 else ''}")
+    action = " and ".join(parts)
+    effect = (" to " + " and ".join(effects)) if effects else ""
+    text = (f"{action[0].upper()}{action[1:]}{effect}; volatility {from_to(before.volatility, after.volatility)}; "
+            f"est. costs {usd(est_costs)} and taxes {usd(est_taxes)}")
+    if relaxed:
+        text += f"; {len(relaxed)} limit{'s' if len(relaxed) != 1 else ''} relaxed"
+    return text + "."
+

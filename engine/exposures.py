@@ -1,0 +1,249 @@
+"""Look-through exposures: GICS sector, size, asset class and single names, for any weights.
+
+Conventions:
+- Sectors and size are fractions of the EQUITY part (bond, commodity and cash funds are not equity).
+- Asset classes and single names are fractions of total value (cash included).
+- An equity ETF's sectors come from `MarketData.etf_sectors`; its size from its label
+  (`large`/`mid`/`small`, or `total` = 70/20/10 large/mid/small, an approximation for total-market funds).
+- Single names: a stock held directly plus inside ETFs (`MarketData.etf_holdings`) counts once, in full.
+  IVV/VOO use SPY's holdings, ITOT uses VTI's and VGT uses XLK's (same or near-identical indexes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.types import CASH, MarketData, SecurityInfo, Snapshot
+
+GICS_SECTORS: tuple[str, ...] = (
+    "Communication Services",
+    "Consumer Discretionary",
+    "Consumer Staples",
+    "Energy",
+    "Financials",
+    "Health Care",
+    "Industrials",
+    "Information Technology",
+    "Materials",
+    "Real Estate",
+    "Utilities",
+)
+UNCLASSIFIED = "Unclassified"
+SIZES: tuple[str, ...] = ("large", "mid", "small")
+ASSET_CLASSES: tuple[str, ...] = ("equity", "bond", "commodity", "cash")
+TOTAL_MARKET_SIZE: Mapping[str, float] = {"large": 0.7, "mid": 0.2, "small": 0.1}
+HOLDINGS_PROXY: Mapping[str, str] = {"IVV": "SPY", "VOO": "SPY", "ITOT": "VTI", "VGT": "XLK"}
+UNKNOWN_COMPOSITION_NAMES = 50  # an ETF without holdings data counts as this many equal names (effective holdings)
+
+_SECTOR_INDEX = {s: i for i, s in enumerate(GICS_SECTORS)}
+_SIZE_INDEX = {s: i for i, s in enumerate(SIZES)}
+_CLASS_INDEX = {s: i for i, s in enumerate(ASSET_CLASSES)}
+
+
+@dataclass(frozen=True)
+class AssetExposure:
+    """How one security looks through: vectors over GICS_SECTORS / SIZES / ASSET_CLASSES, names dict."""
+
+    ticker: str
+    kind: str  # stock | etf | unknown
+    asset_class: np.ndarray  # (4,) fractions of the asset's value
+    sectors: np.ndarray  # (11,) fractions of the asset's value (0 for non-equity)
+    size: np.ndarray  # (3,) fractions of the asset's value (0 for non-equity)
+    names: Mapping[str, float]  # single-name look-through, fractions of the asset's value
+    names_known: bool  # False: composition unknown (an ETF without holdings data)
+    warning: str | None = None
+
+
+@dataclass(frozen=True)
+class ExposureModel:
+    """Exposure matrices for a universe of n tickers (columns follow `tickers`).
+
+    asset_class (4, n), sectors (11, n), size (3, n): fractions of each asset's value;
+    equity (n,) = asset_class[0]; names_matrix (L, n): weight of each single name in each asset;
+    unknown_names (n,): weight of each asset whose composition is unknown (effective-holdings helper).
+    """
+
+    tickers: tuple[str, ...]
+    kinds: tuple[str, ...]
+    asset_class: np.ndarray
+    sectors: np.ndarray
+    size: np.ndarray
+    equity: np.ndarray
+    names: tuple[str, ...]
+    names_matrix: np.ndarray
+    unknown_names: np.ndarray
+    warnings: tuple[str, ...]
+
+    def index(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.tickers)}
+
+
+def asset_exposure(ticker: str, market: MarketData) -> AssetExposure:
+    """Classify one ticker using the security master, ETF sector weights and ETF holdings."""
+    info: SecurityInfo | None = market.securities.get(ticker)
+    asset_class = np.zeros(len(ASSET_CLASSES))
+    sectors = np.zeros(len(GICS_SECTORS))
+    size = np.zeros(len(SIZES))
+    if info is None:
+        asset_class[0] = 1.0
+        size[_SIZE_INDEX["large"]] = 1.0
+        return AssetExposure(
+            ticker, "unknown", asset_class, sectors, size, {ticker: 1.0}, True,
+            f"{ticker} is not in the security master: treated as a US large-cap stock of unknown sector.",
+        )
+    klass = info.asset_class if info.asset_class in _CLASS_INDEX else "equity"
+    asset_class[_CLASS_INDEX[klass]] = 1.0
+    warning = None
+    if info.kind == "stock":
+        if info.sector in _SECTOR_INDEX:
+            sectors[_SECTOR_INDEX[info.sector]] = 1.0
+        else:
+            warning = f"{ticker} has no GICS sector in the security master: counted as {UNCLASSIFIED}."
+        size[_SIZE_INDEX.get(info.size, 0)] = 1.0 if klass == "equity" else 0.0
+        return AssetExposure(ticker, "stock", asset_class, sectors, size, {ticker: 1.0}, True, warning)
+    if klass != "equity":
+        return AssetExposure(ticker, info.kind or "etf", asset_class, sectors, size, {}, klass == "cash", None)
+    weights = market.etf_sectors.get(ticker)
+    if weights:
+        for sector, weight in weights.items():
+            if sector in _SECTOR_INDEX:
+                sectors[_SECTOR_INDEX[sector]] += float(weight)
+        total = sectors.sum()
+        if total > 0:
+            sectors /= total
+    else:
+        warning = f"{ticker} has no sector look-through data: its equity is counted as {UNCLASSIFIED}."
+    if info.size in _SIZE_INDEX:
+        size[_SIZE_INDEX[info.size]] = 1.0
+    else:
+        size[:] = [TOTAL_MARKET_SIZE[s] for s in SIZES]
+    holdings = market.etf_holdings.get(ticker) or market.etf_holdings.get(HOLDINGS_PROXY.get(ticker, ""), {})
+    kind = info.kind or "etf"
+    return AssetExposure(ticker, kind, asset_class, sectors, size, dict(holdings), bool(holdings), warning)
+
+
+def exposure_model(
+    tickers: Sequence[str], market: MarketData, *, name_threshold: float | None = None
+) -> ExposureModel:
+    """Exposure matrices for `tickers`.
+
+    name_threshold: None keeps every look-through name (snapshots); a number keeps only names held
+    directly or weighing at least that fraction inside some fund (the optimizer's single-name limit
+    rows: a name below the threshold everywhere cannot exceed it in the portfolio).
+    """
+    assets = [asset_exposure(t, market) for t in tickers]
+    n = len(assets)
+    names: dict[str, int] = {}
+    for a in assets:
+        for name, weight in a.names.items():
+            is_direct = a.kind in ("stock", "unknown") and name == a.ticker
+            if name not in names and (name_threshold is None or is_direct or weight >= name_threshold):
+                names[name] = len(names)
+    names_matrix = np.zeros((len(names), n))
+    unknown = np.zeros(n)
+    for j, a in enumerate(assets):
+        for name, weight in a.names.items():
+            i = names.get(name)
+            if i is not None:
+                names_matrix[i, j] += weight
+        if not a.names_known:
+            unknown[j] = 1.0
+    asset_class = np.column_stack([a.asset_class for a in assets]) if n else np.zeros((4, 0))
+    return ExposureModel(
+        tickers=tuple(tickers),
+        kinds=tuple(a.kind for a in assets),
+        asset_class=asset_class,
+        sectors=np.column_stack([a.sectors for a in assets]) if n else np.zeros((11, 0)),
+        size=np.column_stack([a.size for a in assets]) if n else np.zeros((3, 0)),
+        equity=asset_class[0].copy(),
+        names=tuple(names),
+        names_matrix=names_matrix,
+        unknown_names=unknown,
+        warnings=tuple(a.warning for a in assets if a.warning),
+    )
+
+
+def snapshot_from_model(
+    weights: np.ndarray, cash_weight: float, model: ExposureModel, volatility: float
+) -> Snapshot:
+    """Snapshot for weights (n,) over `model.tickers` plus a cash weight, all fractions of total value."""
+    w = np.asarray(weights, dtype=float)
+    equity_total = float(model.equity @ w)
+    sector_values = model.sectors @ w
+    size_values = model.size @ w
+    if equity_total > 1e-12:
+        sectors = {s: float(v / equity_total) for s, v in zip(GICS_SECTORS, sector_values, strict=True)}
+        unclassified = 1.0 - sum(sectors.values())
+        if unclassified > 1e-6:
+            sectors[UNCLASSIFIED] = unclassified
+        size = {s: float(v / equity_total) for s, v in zip(SIZES, size_values, strict=True)}
+    else:
+        sectors = dict.fromkeys(GICS_SECTORS, 0.0)
+        size = dict.fromkeys(SIZES, 0.0)
+    asset_class = {c: float(v) for c, v in zip(ASSET_CLASSES, model.asset_class @ w, strict=True)}
+    asset_class["cash"] += float(cash_weight)
+    name_weights = model.names_matrix @ w
+    order = np.argsort(-name_weights)[:10]
+    top_names = {model.names[i]: float(name_weights[i]) for i in order if name_weights[i] > 0}
+    invested = float(w.sum() - model.asset_class[_CLASS_INDEX["cash"]] @ w)
+    # unknown composition: spread over UNKNOWN_COMPOSITION_NAMES equal pseudo-names
+    unknown = model.unknown_names * w
+    squares = float(name_weights @ name_weights + (unknown**2).sum() / UNKNOWN_COMPOSITION_NAMES)
+    effective = invested**2 / squares if squares > 1e-18 else 0.0
+    weights_dict = {t: float(v) for t, v in zip(model.tickers, w, strict=True) if abs(v) > 1e-12}
+    weights_dict[CASH] = float(cash_weight)
+    positions = [(t, v) for t, v in weights_dict.items() if t != CASH]
+    largest_position = max(positions, key=lambda tv: tv[1]) if positions else ("", 0.0)
+    classified = [(s, v) for s, v in sectors.items() if s != UNCLASSIFIED]
+    largest_sector = max(classified, key=lambda sv: sv[1]) if equity_total > 1e-12 else ("", 0.0)
+    return Snapshot(
+        weights=weights_dict,
+        sectors=sectors,
+        size=size,
+        volatility=float(volatility),
+        asset_class=asset_class,
+        top_names=top_names,
+        largest_position=largest_position,
+        largest_sector=largest_sector,
+        effective_holdings=float(effective),
+    )
+
+
+def snapshot(
+    weights: Mapping[str, float], market: MarketData, volatility: float | None = None, cov: object = None
+) -> Snapshot:
+    """Look-through exposures of any weights dict (fractions of total value, `CASH` allowed).
+
+    volatility: used as given when not None; otherwise computed from `cov` (a pandas DataFrame indexed
+    and columned by ticker, or an `engine.risk.RiskModel`); otherwise estimated from `market.prices`
+    with the engine's risk model (about 3 years of daily returns).
+    """
+    tickers = [t for t, v in weights.items() if t != CASH and abs(float(v)) > 0]
+    w = np.array([float(weights[t]) for t in tickers])
+    cash_weight = float(weights.get(CASH, 0.0))
+    model = exposure_model(tickers, market)
+    if volatility is None:
+        volatility = _volatility(tickers, w, market, cov)
+    return snapshot_from_model(w, cash_weight, model, volatility)
+
+
+def _volatility(tickers: list[str], w: np.ndarray, market: MarketData, cov: object) -> float:
+    from engine.risk import RiskModel, estimate_risk_model
+
+    if not tickers:
+        return 0.0
+    if cov is None:
+        cov = estimate_risk_model(market.prices, tickers, market.securities)
+    if isinstance(cov, RiskModel):
+        return cov.volatility_of(dict(zip(tickers, w, strict=True)))
+    import pandas as pd
+
+    if isinstance(cov, pd.DataFrame):
+        known = [t for t in tickers if t in cov.index]
+        sub = cov.loc[known, known].to_numpy(dtype=float)
+        wk = np.array([w[tickers.index(t)] for t in known])
+        return float(np.sqrt(max(wk @ sub @ wk, 0.0)))
+    raise TypeError("cov must be a pandas DataFrame or an engine.risk.RiskModel")

@@ -1,0 +1,284 @@
+"""Risk model: shrunk covariance of daily returns in factor form.
+
+Method (documented choices):
+1. Window: the last `window` (default 756, about 3 years) daily adjusted closes; prices are
+   forward-filled inside the window (never before a ticker's first price).
+2. Short histories: a ticker with fewer returns than the window has its missing returns filled from a
+   proxy (its GICS sector SPDR for stocks, a size/region/asset-class fund for ETFs, else the market:
+   SPY or the universe average) scaled by its beta to that proxy on the overlap; with fewer than 20
+   returns it takes the proxy's returns outright. Each case adds a warning.
+3. Volatility of each asset comes from its own returns (at least 60 of them); with 20-59 own returns
+   the larger of own and filled-series volatility is used (conservative).
+4. Correlation: Ledoit-Wolf shrinkage (scikit-learn) of the standardised returns, i.e. shrinkage toward
+   zero correlation that leaves every variance exact (shrinking raw covariances toward a common
+   variance would inflate bond variances toward stock variances in a mixed universe).
+5. Annualised covariance = 252 * D C D; then factor form: the top `n_factors` eigenvectors plus a
+   diagonal specific variance that keeps each asset's variance exact. Positive semi-definite by
+   construction; with n <= n_factors the form is exact.
+
+Volatility of weights w (fractions of value, cash riskless) = sqrt(|loadings @ w|^2 + |specific * w|^2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.covariance import ledoit_wolf
+
+from engine.errors import DataError
+from engine.types import SecurityInfo
+
+TRADING_DAYS = 252
+DEFAULT_WINDOW = 756
+N_FACTORS = 20
+MIN_OWN_RETURNS = 20  # below this the proxy's returns are used outright
+FULL_VOL_RETURNS = 60  # from this many own returns the own volatility is trusted as is
+MIN_WINDOW_RETURNS = 30  # fewer rows than this in the whole window: unusable
+
+SECTOR_PROXY: Mapping[str, str] = {
+    "Communication Services": "XLC",
+    "Consumer Discretionary": "XLY",
+    "Consumer Staples": "XLP",
+    "Energy": "XLE",
+    "Financials": "XLF",
+    "Health Care": "XLV",
+    "Industrials": "XLI",
+    "Information Technology": "XLK",
+    "Materials": "XLB",
+    "Real Estate": "XLRE",
+    "Utilities": "XLU",
+}
+_CLASS_PROXIES: Mapping[str, tuple[str, ...]] = {
+    "bond": ("BND", "AGG", "IEF"),
+    "commodity": ("GLD", "IAU"),
+    "cash": ("BIL", "SHY"),
+}
+_SIZE_PROXIES: Mapping[str, tuple[str, ...]] = {"small": ("IWM", "IJR", "VB"), "mid": ("MDY", "IJH", "VO")}
+_REGION_PROXIES: Mapping[str, tuple[str, ...]] = {
+    "international": ("VXUS", "IXUS", "EFA"),
+    "developed": ("EFA", "VEA", "VXUS"),
+    "emerging": ("VWO", "IEMG", "VXUS"),
+}
+_MARKET_PROXIES: tuple[str, ...] = ("SPY", "IVV", "VOO", "VTI", "ITOT")
+
+
+@dataclass(frozen=True)
+class RiskModel:
+    """Annualised risk of n assets in factor form.
+
+    loadings: (k, n), factor risk of weights w is |loadings @ w|; specific: (n,) specific volatility.
+    shrinkage: the Ledoit-Wolf intensity applied to correlations (0..1).
+    """
+
+    tickers: tuple[str, ...]
+    loadings: np.ndarray
+    specific: np.ndarray
+    warnings: tuple[str, ...] = ()
+    shrinkage: float = 0.0
+
+    def covariance(self) -> np.ndarray:
+        """(n, n) annualised covariance matrix (PSD)."""
+        return self.loadings.T @ self.loadings + np.diag(self.specific**2)
+
+    def covariance_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.covariance(), index=list(self.tickers), columns=list(self.tickers))
+
+    def volatility(self, w: np.ndarray) -> float:
+        """Annualised volatility of weights w (n,) over `tickers` (fractions of value)."""
+        w = np.asarray(w, dtype=float)
+        factor = self.loadings @ w
+        specific = self.specific * w
+        return float(np.sqrt(factor @ factor + specific @ specific))
+
+    def volatility_of(self, weights: Mapping[str, float]) -> float:
+        """Volatility of a {ticker: weight} dict; tickers outside the model are ignored."""
+        index = {t: i for i, t in enumerate(self.tickers)}
+        w = np.zeros(len(self.tickers))
+        for ticker, weight in weights.items():
+            if ticker in index:
+                w[index[ticker]] += float(weight)
+        return self.volatility(w)
+
+
+def proxy_candidates(ticker: str, info: SecurityInfo | None) -> tuple[str, ...]:
+    """Tickers whose returns stand in for `ticker`'s missing history, best first."""
+    if info is None:
+        return _MARKET_PROXIES
+    if info.asset_class in _CLASS_PROXIES:
+        return _CLASS_PROXIES[info.asset_class]
+    if info.region in _REGION_PROXIES:
+        return _REGION_PROXIES[info.region] + _MARKET_PROXIES
+    if info.kind == "stock" and info.sector in SECTOR_PROXY:
+        return (SECTOR_PROXY[info.sector], *_MARKET_PROXIES)
+    if info.size in _SIZE_PROXIES:
+        return _SIZE_PROXIES[info.size] + _MARKET_PROXIES
+    return _MARKET_PROXIES
+
+
+def returns_window(prices: pd.DataFrame, window: int) -> pd.DataFrame:
+    """Daily simple returns of the last `window` rows (prices forward-filled after listing)."""
+    frame = prices.iloc[-(window + 1) :]
+    filled = frame.ffill()
+    values = filled.to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = values[1:] / values[:-1] - 1.0
+    returns[~np.isfinite(returns)] = np.nan
+    return pd.DataFrame(returns, index=frame.index[1:], columns=frame.columns)
+
+
+def covariance_estimate(
+    prices: pd.DataFrame,
+    tickers: Sequence[str],
+    securities: Mapping[str, SecurityInfo],
+    *,
+    window: int = DEFAULT_WINDOW,
+) -> tuple[np.ndarray, tuple[str, ...], float]:
+    """(n, n) annualised shrunk covariance for `tickers`, warnings, shrinkage intensity."""
+    if len(prices) < MIN_WINDOW_RETURNS + 1:
+        raise DataError(
+            f"need at least {MIN_WINDOW_RETURNS + 1} days of prices for the risk model, got {len(prices)}",
+            field="prices",
+        )
+    all_returns = returns_window(prices, window)
+    n_rows = len(all_returns)
+    warnings: list[str] = []
+    columns: list[np.ndarray] = []
+    vols: list[float] = []
+    market_fallback: np.ndarray | None = None
+    for ticker in tickers:
+        own = all_returns[ticker].to_numpy() if ticker in all_returns.columns else np.full(n_rows, np.nan)
+        observed = np.isfinite(own)
+        n_obs = int(observed.sum())
+        if n_obs == n_rows:
+            columns.append(own)
+            vols.append(float(np.std(own, ddof=1)))
+            continue
+        proxy_name, proxy = _proxy_returns(ticker, securities.get(ticker), all_returns)
+        if proxy is None:
+            if market_fallback is None:
+                market_fallback = _universe_average(all_returns, tickers)
+            proxy_name, proxy = "the average of the other holdings", market_fallback
+        filled, vol, message = _fill_short_history(ticker, own, observed, n_obs, proxy, proxy_name, prices)
+        columns.append(filled)
+        vols.append(vol)
+        warnings.append(message)
+    returns = np.column_stack(columns) if columns else np.zeros((n_rows, 0))
+    correlation, shrinkage = _shrunk_correlation(returns)
+    sigma = np.array(vols) * np.sqrt(TRADING_DAYS)
+    cov = correlation * np.outer(sigma, sigma)
+    return (cov + cov.T) / 2.0, tuple(warnings), shrinkage
+
+
+def _proxy_returns(
+    ticker: str, info: SecurityInfo | None, returns: pd.DataFrame
+) -> tuple[str, np.ndarray | None]:
+    for candidate in proxy_candidates(ticker, info):
+        if candidate != ticker and candidate in returns.columns:
+            series = returns[candidate].to_numpy()
+            if np.isfinite(series).all():
+                return candidate, series
+    return "", None
+
+
+def _universe_average(returns: pd.DataFrame, tickers: Sequence[str]) -> np.ndarray:
+    full = [t for t in tickers if t in returns.columns and np.isfinite(returns[t].to_numpy()).all()]
+    if not full:
+        full = [t for t in returns.columns if np.isfinite(returns[t].to_numpy()).all()]
+    if not full:
+        raise DataError("no ticker has a complete price history in the risk window", field="prices")
+    return returns[full].to_numpy().mean(axis=1)
+
+
+def _fill_short_history(
+    ticker: str,
+    own: np.ndarray,
+    observed: np.ndarray,
+    n_obs: int,
+    proxy: np.ndarray,
+    proxy_name: str,
+    prices: pd.DataFrame,
+) -> tuple[np.ndarray, float, str]:
+    """Fill a short history from a proxy; returns (filled returns, daily vol, warning)."""
+    if n_obs < MIN_OWN_RETURNS:
+        vol = float(np.std(proxy, ddof=1))
+        return proxy.copy(), vol, f"{ticker} has no usable price history: its risk is taken from {proxy_name}."
+    x, y = proxy[observed], own[observed]
+    var_x = float(np.var(x, ddof=1))
+    beta = float(np.cov(x, y, ddof=1)[0, 1] / var_x) if var_x > 0 else 1.0
+    filled = np.where(observed, own, beta * proxy)
+    own_vol = float(np.std(y, ddof=1))
+    vol = own_vol if n_obs >= FULL_VOL_RETURNS else max(own_vol, float(np.std(filled, ddof=1)))
+    first = prices[ticker].first_valid_index() if ticker in prices.columns else None
+    listed = f", first price {first.date().isoformat()}" if first is not None else ""
+    message = (
+        f"{ticker} has only {n_obs} days of returns{listed}: the rest of its 3-year history is filled "
+        f"from {proxy_name} scaled by its beta ({beta:.2f})."
+    )
+    return filled, vol, message
+
+
+def _shrunk_correlation(returns: np.ndarray) -> tuple[np.ndarray, float]:
+    """Ledoit-Wolf shrunk correlation of the columns of `returns` (T, n); riskless columns get 0."""
+    n = returns.shape[1]
+    if n == 0:
+        return np.zeros((0, 0)), 0.0
+    std = returns.std(axis=0, ddof=0)
+    live = std > 1e-12
+    z = np.zeros_like(returns)
+    z[:, live] = (returns[:, live] - returns[:, live].mean(axis=0)) / std[live]
+    if n == 1:
+        return np.ones((1, 1)) * float(live[0]), 0.0
+    shrunk, shrinkage = ledoit_wolf(z, assume_centered=True)
+    d = np.sqrt(np.clip(np.diag(shrunk), 1e-18, None))
+    corr = shrunk / np.outer(d, d)
+    corr[~live, :] = 0.0
+    corr[:, ~live] = 0.0
+    np.fill_diagonal(corr, live.astype(float))
+    return corr, float(shrinkage)
+
+
+def factor_form(cov: np.ndarray, n_factors: int = N_FACTORS) -> tuple[np.ndarray, np.ndarray]:
+    """Split a PSD covariance (n, n) into loadings (k, n), k = min(n, n_factors), and specific vol (n,).
+
+    loadings.T @ loadings + diag(specific**2) has exactly the diagonal of `cov`.
+    """
+    n = cov.shape[0]
+    if n == 0:
+        return np.zeros((0, 0)), np.zeros(0)
+    values, vectors = np.linalg.eigh(cov)
+    values = np.clip(values, 0.0, None)
+    k = min(n, n_factors)
+    top = np.argsort(values)[::-1][:k]
+    loadings = (vectors[:, top] * np.sqrt(values[top])).T
+    residual = np.diag(cov) - (loadings**2).sum(axis=0)
+    specific = np.sqrt(np.clip(residual, 0.0, None))
+    if k == n:
+        specific = np.zeros(n)
+    return loadings, specific
+
+
+def estimate_risk_model(
+    prices: pd.DataFrame,
+    tickers: Sequence[str],
+    securities: Mapping[str, SecurityInfo],
+    *,
+    window: int = DEFAULT_WINDOW,
+    n_factors: int = N_FACTORS,
+) -> RiskModel:
+    """The engine's risk model for `tickers` (see the module docstring)."""
+    cov, warnings, shrinkage = covariance_estimate(prices, tickers, securities, window=window)
+    loadings, specific = factor_form(cov, n_factors)
+    return RiskModel(tuple(tickers), loadings, specific, warnings, shrinkage)
+
+
+def risk_model_from_covariance(
+    tickers: Sequence[str], cov: np.ndarray, *, n_factors: int = N_FACTORS
+) -> RiskModel:
+    """A `RiskModel` from a given (n, n) covariance (made symmetric; negative eigenvalues clipped)."""
+    cov = np.asarray(cov, dtype=float)
+    cov = (cov + cov.T) / 2.0
+    loadings, specific = factor_form(cov, n_factors)
+    return RiskModel(tuple(tickers), loadings, specific)

@@ -1,0 +1,405 @@
+"""From the solver's continuous holdings to tradable orders: whole shares, minimum trade size, repair.
+
+1. Trades smaller than `min_trade_usd` are dropped (selling a whole small holding is kept).
+2. Whole shares (default): buys and sells round to the nearest share; a sell within half a share of
+   the whole holding sells all of it (fractional remainders included).
+3. Repair: a descent on a score = cash shortfall (heavily weighted) + limit violations beyond what the
+   solver itself had to relax, weighted by the solver's own penalties (so rounding trades limits off in
+   the same order as the optimizer) + a tiny pull toward the continuous solution. Moves are one step on one
+   slot (a share more or less, or opening/closing a minimum-size trade); when no single step helps,
+   every pair of steps among the most relevant ones is scored at once (all metrics are sums of
+   per-step changes, plus exact cross terms for volatility and shared cash), so fixes like "sell one
+   more AAPL, one less NVDA" are found. It stops when nothing is violated or no move helps.
+4. A last pass guarantees cash >= 0 in every account: it trims buys, then (only for a withdrawal)
+   leaves part of the withdrawal unraised. Whatever limit stays broken is reported by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.exposures import ExposureModel
+from engine.limits import (
+    FINANCIALS,
+    PENALTY_MINIMUM,
+    PENALTY_SECTOR,
+    PENALTY_SINGLE_STOCK,
+    PENALTY_TURNOVER,
+    PENALTY_VOLATILITY,
+    SMALL,
+    Limits,
+)
+from engine.risk import RiskModel
+
+CASH_WEIGHT = 1e5  # cash shortfall outweighs every limit (the limits use the solver's penalties)
+PULL_WEIGHT = 1e-3
+SINGLE_STEP_PROGRESS = 0.2  # a single step must cut the violation by this share, or pairs are scored too
+PAIR_POOL = 40  # best single steps (by full score and ignoring cash) paired with each other and traded slots
+
+
+@dataclass(frozen=True)
+class Book:
+    """Static per-run data about slots (K) and accounts (m); money in USD."""
+
+    prices: np.ndarray  # (K,)
+    shares0: np.ndarray  # (K,)
+    account_of: np.ndarray  # (K,) int
+    asset_of: np.ndarray  # (K,) int
+    can_buy: np.ndarray  # (K,) bool
+    can_sell: np.ndarray  # (K,) bool
+    cost_rate: np.ndarray  # (K,)
+    cash_start: np.ndarray  # (m,) cash before the cash change
+    cash_change: np.ndarray  # (m,) + add / - withdrawal
+    value: float  # V, after the cash change
+    n_assets: int
+    cash_in: float = 0.0  # USD buys may use without counting as turnover (cash on hand after the change)
+    cash_out: float = 0.0  # USD sells may raise without counting as turnover (the withdrawal)
+
+    def cash_flow(self, q: np.ndarray) -> np.ndarray:
+        """(K,) cash received by each slot for share trades q (buys pay cost, sells lose cost)."""
+        amount = q * self.prices
+        return np.where(amount > 0, -amount * (1 + self.cost_rate), -amount * (1 - self.cost_rate))
+
+    def cash_after(self, q: np.ndarray, relief: np.ndarray) -> np.ndarray:
+        m = len(self.cash_start)
+        return self.cash_start + self.cash_change + relief + np.bincount(
+            self.account_of, weights=self.cash_flow(q), minlength=m
+        )
+
+    def asset_dollars(self, q: np.ndarray) -> np.ndarray:
+        return np.bincount(self.asset_of, weights=(self.shares0 + q) * self.prices, minlength=self.n_assets)
+
+    def turnover(self, q: np.ndarray) -> float:
+        """max(buys - cash on hand, sells - withdrawal, 0) / V (see engine.profiles)."""
+        amount = q * self.prices
+        buys = float(amount[amount > 0].sum())
+        sells = float(-amount[amount < 0].sum())
+        return max(0.0, buys - self.cash_in, sells - self.cash_out) / self.value
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """How far each limit may stay violated after rounding (what the solver already relaxed)."""
+
+    vol: float
+    sectors: np.ndarray  # (11,)
+    financials: float
+    small: float
+    names: np.ndarray  # (L,)
+    turnover: float
+
+
+@dataclass(frozen=True)
+class RoundedTrades:
+    q: np.ndarray  # (K,) share trades (+ buy, - sell)
+    relief: np.ndarray  # (m,) USD of the withdrawal left unraised
+    dropped_small: int  # trades dropped for being under the minimum size
+    repair_steps: int
+
+
+def initial_round(book: Book, q_cont: np.ndarray, *, fractional: bool, min_trade_usd: float) -> tuple[np.ndarray, int]:
+    """Round continuous share trades and drop those under the minimum; returns (q, dropped count)."""
+    q = q_cont.copy()
+    sell_all = (q < 0) & (-q >= book.shares0 - (1e-9 if fractional else 0.5)) & book.can_sell
+    if not fractional:
+        q = np.round(q)
+    q = np.where(sell_all, -book.shares0, q)
+    q = np.clip(q, -book.shares0, None)
+    q = np.where(book.can_buy | (q <= 0), q, 0.0)
+    q = np.where(book.can_sell | (q >= 0), q, 0.0)
+    small = (np.abs(q * book.prices) < min_trade_usd) & ~sell_all
+    dropped = int(((np.abs(q_cont * book.prices) >= 0.01) & small).sum())
+    q[small] = 0.0
+    return q, dropped
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """Candidate one-slot steps (C of them) and their additive effects on the state."""
+
+    slot: np.ndarray  # (C,) int
+    new_q: np.ndarray  # (C,)
+    asset: np.ndarray  # (C,) int
+    account: np.ndarray  # (C,) int
+    dollars: np.ndarray  # (C,) change of the slot's holding, USD
+    cash: np.ndarray  # (C,) change of the account's cash, USD
+    buys: np.ndarray  # (C,) change of total buys, USD
+    sells: np.ndarray  # (C,) change of total sells, USD
+    pull: np.ndarray  # (C,) change of the distance to the continuous trades, USD
+
+    def take(self, index: np.ndarray) -> _Steps:
+        return _Steps(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+
+
+class Repairer:
+    """Descent repair of rounded trades (see the module docstring)."""
+
+    def __init__(
+        self,
+        book: Book,
+        risk: RiskModel,
+        exposures: ExposureModel,
+        limits: Limits,
+        allowance: Allowance,
+        *,
+        fractional: bool,
+        min_trade_usd: float,
+    ) -> None:
+        self.book = book
+        self.risk = risk
+        self.exp = exposures
+        self.limits = limits
+        self.allow = allowance
+        self.min_trade = min_trade_usd
+        self.fractional = fractional
+        if fractional:
+            self.step = np.maximum(min_trade_usd, 1.0) / book.prices
+            self.open_size = self.step.copy()
+        else:
+            self.step = np.ones_like(book.prices)
+            self.open_size = np.maximum(np.ceil(min_trade_usd / book.prices - 1e-9), 1.0)
+
+    # ---- candidate steps
+
+    def steps(self, q: np.ndarray, q_cont: np.ndarray) -> _Steps:
+        """Every allowed one-step change from trades q."""
+        b = self.book
+        up = np.where(q == 0, self.open_size, q + self.step)
+        if not self.fractional:  # from selling a whole fractional holding, step back to whole shares
+            up = np.where(np.abs(q - np.round(q)) > 1e-9, np.ceil(q), up)
+        up = np.where(q < 0, np.minimum(up, 0.0), up)
+        up = np.where((q < 0) & (np.abs(up * b.prices) < self.min_trade), 0.0, up)
+        up_ok = np.where(up > 0, b.can_buy, True) & (up != q)
+        down = np.where(q == 0, -self.open_size, q - self.step)
+        down = np.where(q > 0, np.maximum(down, 0.0), down)
+        down = np.where((q > 0) & (down * b.prices < self.min_trade), 0.0, down)
+        down = np.maximum(down, -b.shares0)
+        down_ok = np.where(down < 0, b.can_sell, True) & (down != q)
+        slot = np.concatenate([np.nonzero(up_ok)[0], np.nonzero(down_ok)[0]])
+        new_q = np.concatenate([up[up_ok], down[down_ok]])
+        old_amount = q[slot] * b.prices[slot]
+        new_amount = new_q * b.prices[slot]
+        cost = b.cost_rate[slot]
+
+        def flow(amount: np.ndarray) -> np.ndarray:
+            return np.where(amount > 0, -amount * (1 + cost), -amount * (1 - cost))
+
+        return _Steps(
+            slot=slot,
+            new_q=new_q,
+            asset=b.asset_of[slot],
+            account=b.account_of[slot],
+            dollars=new_amount - old_amount,
+            cash=flow(new_amount) - flow(old_amount),
+            buys=np.clip(new_amount, 0.0, None) - np.clip(old_amount, 0.0, None),
+            sells=np.clip(-new_amount, 0.0, None) - np.clip(-old_amount, 0.0, None),
+            pull=(np.abs(new_q - q_cont[slot]) - np.abs(q[slot] - q_cont[slot])) * b.prices[slot],
+        )
+
+    # ---- scoring
+
+    def _state(self, q: np.ndarray, relief: np.ndarray, q_cont: np.ndarray) -> dict[str, np.ndarray | float]:
+        b = self.book
+        amount = q * b.prices
+        dollars = b.asset_dollars(q)
+        cash = b.cash_after(q, relief)
+        return {
+            "A": dollars,
+            "cash": cash,
+            "total": float(dollars.sum() + cash.sum()),
+            "buys": float(amount[amount > 0].sum()),
+            "sells": float(-amount[amount < 0].sum()),
+            "pull": float((np.abs(q - q_cont) * b.prices).sum()),
+            "factor": self.risk.loadings @ dollars,
+        }
+
+    def _score(
+        self,
+        st: dict,
+        *,
+        sectors: np.ndarray,
+        equity: np.ndarray,
+        small: np.ndarray,
+        names: np.ndarray,
+        total: np.ndarray,
+        var: np.ndarray,
+        shortfall: np.ndarray,
+        buys: np.ndarray,
+        sells: np.ndarray,
+        pull: np.ndarray,
+        cash_weight: float,
+    ) -> np.ndarray:
+        """Score from (broadcast) absolute quantities: sectors (11, ...), names (L, ...), others (...)."""
+        b, lim, al = self.book, self.limits, self.allow
+        has_equity = equity > 1e-9
+        safe = np.where(has_equity, equity, 1.0)
+        score = cash_weight * shortfall / b.value
+        frac = np.where(has_equity, sectors / safe, 0.0)
+        caps_s = (lim.max_sector + al.sectors).reshape((-1,) + (1,) * equity.ndim)
+        score = score + PENALTY_SECTOR * np.clip(frac - caps_s, 0.0, None).sum(axis=0)
+        fin_short = np.clip(lim.min_financials - al.financials - frac[FINANCIALS], 0.0, None)
+        small_short = np.clip(lim.min_small_cap - al.small - small / safe, 0.0, None)
+        score = score + PENALTY_MINIMUM * np.where(has_equity, fin_short + small_short, 0.0)
+        if names.shape[0]:
+            caps_n = (lim.max_single_stock + al.names).reshape((-1,) + (1,) * equity.ndim)
+            score = score + PENALTY_SINGLE_STOCK * np.clip(names / total - caps_n, 0.0, None).sum(axis=0)
+        vol = np.sqrt(np.clip(var, 0.0, None)) / total
+        score = score + PENALTY_VOLATILITY * np.clip(vol - lim.vol_cap - al.vol, 0.0, None)
+        turnover = np.clip(np.maximum(buys - b.cash_in, sells - b.cash_out), 0.0, None) / b.value
+        score = score + PENALTY_TURNOVER * np.clip(turnover - lim.max_turnover - al.turnover, 0.0, None)
+        return score + PULL_WEIGHT * pull / b.value
+
+    def single_scores(self, st: dict, steps: _Steps, *, cash_weight: float = CASH_WEIGHT) -> np.ndarray:
+        e, r = self.exp, self.risk
+        A, a, d = st["A"], steps.asset, steps.dollars
+        cash = st["cash"]
+        short_now = np.clip(-cash, 0.0, None)
+        shortfall = short_now.sum() - short_now[steps.account] + np.clip(-(cash[steps.account] + steps.cash), 0.0, None)
+        u = r.loadings[:, a] * d
+        f = st["factor"]
+        spec = r.specific * A
+        var = f @ f + 2 * (f @ u) + (u * u).sum(axis=0) + spec @ spec + (r.specific[a] ** 2) * (2 * A[a] * d + d * d)
+        return self._score(
+            st,
+            sectors=(e.sectors @ A)[:, None] + e.sectors[:, a] * d,
+            equity=e.equity @ A + e.equity[a] * d,
+            small=e.size[SMALL] @ A + e.size[SMALL, a] * d,
+            names=(e.names_matrix @ A)[:, None] + e.names_matrix[:, a] * d,
+            total=st["total"] + d + steps.cash,
+            var=var,
+            shortfall=shortfall,
+            buys=st["buys"] + steps.buys,
+            sells=st["sells"] + steps.sells,
+            pull=st["pull"] + steps.pull,
+            cash_weight=cash_weight,
+        )
+
+    def pair_scores(self, st: dict, steps: _Steps) -> np.ndarray:
+        """(C, C) scores of taking two steps (on different slots); the diagonal and same-slot pairs are inf."""
+        e, r = self.exp, self.risk
+        A, a, d = st["A"], steps.asset, steps.dollars
+
+        def both(x: np.ndarray) -> np.ndarray:
+            return x[..., :, None] + x[..., None, :]
+
+        cash = st["cash"]
+        short_now = np.clip(-cash, 0.0, None)
+        acc = steps.account
+        same_acc = acc[:, None] == acc[None, :]
+        c1 = cash[acc][:, None] + steps.cash[:, None] + np.where(same_acc, steps.cash[None, :], 0.0)
+        c2 = cash[acc][None, :] + steps.cash[None, :]
+        shortfall = (
+            short_now.sum() - short_now[acc][:, None] - np.where(same_acc, 0.0, short_now[acc][None, :])
+            + np.clip(-c1, 0.0, None) + np.where(same_acc, 0.0, np.clip(-c2, 0.0, None))
+        )
+        u = r.loadings[:, a] * d  # (k, C)
+        f = st["factor"]
+        fu = f @ u
+        uu = (u * u).sum(axis=0)
+        spec = r.specific * A
+        s2 = r.specific[a] ** 2
+        spec_single = s2 * (2 * A[a] * d + d * d)
+        same_asset = a[:, None] == a[None, :]
+        var = (
+            f @ f + spec @ spec + both(2 * fu + uu + spec_single) + 2 * (u.T @ u)
+            + np.where(same_asset, 2 * s2[:, None] * d[:, None] * d[None, :], 0.0)
+        )
+        scores = self._score(
+            st,
+            sectors=(e.sectors @ A)[:, None, None] + both(e.sectors[:, a] * d),
+            equity=e.equity @ A + both(e.equity[a] * d),
+            small=e.size[SMALL] @ A + both(e.size[SMALL, a] * d),
+            names=(e.names_matrix @ A)[:, None, None] + both(e.names_matrix[:, a] * d),
+            total=st["total"] + both(d + steps.cash),
+            var=var,
+            shortfall=shortfall,
+            buys=st["buys"] + both(steps.buys),
+            sells=st["sells"] + both(steps.sells),
+            pull=st["pull"] + both(steps.pull),
+            cash_weight=CASH_WEIGHT,
+        )
+        scores[steps.slot[:, None] == steps.slot[None, :]] = np.inf
+        return scores
+
+    def state_score(self, q: np.ndarray, relief: np.ndarray, q_cont: np.ndarray) -> float:
+        """Score of trades q as they stand (a no-op step on slot 0)."""
+        st = self._state(q, relief, q_cont)
+        b = self.book
+        noop = _Steps(np.array([0]), q[[0]], b.asset_of[[0]], b.account_of[[0]], *(np.zeros(1) for _ in range(5)))
+        return float(self.single_scores(st, noop)[0])
+
+    def _pull(self, q: np.ndarray, q_cont: np.ndarray) -> float:
+        return PULL_WEIGHT * float((np.abs(q - q_cont) * self.book.prices).sum()) / self.book.value
+
+    # ---- search
+
+    def repair(self, q: np.ndarray, relief: np.ndarray, q_cont: np.ndarray, max_steps: int) -> tuple[np.ndarray, int]:
+        """Descent with single steps, then pairs of steps; returns (trades, steps taken).
+
+        A move is taken only if it lowers the violation part of the score (cash shortfall + limits);
+        among those the lowest full score (violation + pull toward the continuous trades) wins.
+        """
+        q = q.copy()
+        taken = 0
+        b = self.book
+        violation = self.state_score(q, relief, q_cont) - self._pull(q, q_cont)
+        while taken < max_steps and violation > 1e-12:
+            steps = self.steps(q, q_cont)
+            if len(steps.slot) == 0:
+                break
+            st = self._state(q, relief, q_cont)
+            singles = self.single_scores(st, steps)
+            single_violation = singles - PULL_WEIGHT * (st["pull"] + steps.pull) / b.value
+            ok = single_violation < violation - 1e-12
+            best = int(np.argmin(np.where(ok, singles, np.inf))) if ok.any() else -1
+            if best >= 0 and single_violation[best] < (1.0 - SINGLE_STEP_PROGRESS) * violation:
+                q[steps.slot[best]] = steps.new_q[best]
+                violation = float(single_violation[best])
+                taken += 1
+                continue
+            # no single step makes real progress: score pairs of steps too and take the better move
+            no_cash = self.single_scores(st, steps, cash_weight=0.0)
+            traded = np.nonzero(q[steps.slot] != 0)[0]
+            pick = np.unique(np.concatenate([np.argsort(singles)[:PAIR_POOL], np.argsort(no_cash)[:PAIR_POOL], traded]))
+            pool = steps.take(pick)
+            pairs = self.pair_scores(st, pool)
+            pair_violation = pairs - PULL_WEIGHT * (st["pull"] + pool.pull[:, None] + pool.pull[None, :]) / b.value
+            ok = pair_violation < violation - 1e-12
+            if not ok.any() or (best >= 0 and np.min(np.where(ok, pairs, np.inf)) >= singles[best]):
+                if best < 0:
+                    break
+                q[steps.slot[best]] = steps.new_q[best]
+                violation = float(single_violation[best])
+                taken += 1
+                continue
+            i, j = np.unravel_index(int(np.argmin(np.where(ok, pairs, np.inf))), pairs.shape)
+            q[pool.slot[i]] = pool.new_q[i]
+            q[pool.slot[j]] = pool.new_q[j]
+            violation = float(pair_violation[i, j])
+            taken += 2
+        return q, taken
+
+
+def ensure_cash(
+    book: Book, q: np.ndarray, relief: np.ndarray, withdrawal: np.ndarray, *, fractional: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Trim buys (largest first), then leave withdrawal unraised, until every account's cash >= 0."""
+    q = q.copy()
+    relief = relief.copy()
+    cash = book.cash_after(q, relief)
+    for a in np.nonzero(cash < -1e-9)[0]:
+        buys = [j for j in np.argsort(-(q * book.prices)) if book.account_of[j] == a and q[j] > 0]
+        for j in buys:
+            deficit = -book.cash_after(q, relief)[a]
+            if deficit <= 1e-9:
+                break
+            per_share = book.prices[j] * (1 + book.cost_rate[j])
+            cut = deficit / per_share if fractional else np.ceil(deficit / per_share - 1e-12)
+            q[j] = max(0.0, q[j] - cut)
+        deficit = -book.cash_after(q, relief)[a]
+        if deficit > 1e-9:
+            relief[a] = min(withdrawal[a], relief[a] + deficit + 0.005)
+    return q, relief
+
