@@ -243,12 +243,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Embedded broker for `make run` without Redis: kombu's filesystem transport under var/.
     _queue_dir = VAR_DIR / "broker"
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (_queue_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "queue"),
         "data_folder_out": str(_queue_dir / "queue"),
         "processed_folder": str(_queue_dir / "processed"),
+        "control_folder": str(_queue_dir / "control"),
         "store_processed": False,
     }
     CELERY_RESULT_BACKEND = None
