@@ -80,8 +80,8 @@ def main() -> int:
         return 2
 
     ruff = shutil.which("ruff", path=env["PATH"]) or str(BIN / "ruff")
-    print("ruff check .", flush=True)
-    if subprocess.call([ruff, "check", "."], cwd=ROOT, env=env) != 0:
+    print("ruff check --no-cache .", flush=True)
+    if subprocess.call([ruff, "check", "--no-cache", "."], cwd=ROOT, env=env) != 0:
         return 1
     return subprocess.call([sys.executable, "-m", "pytest", *sys.argv[1:]], cwd=ROOT, env=env)
 

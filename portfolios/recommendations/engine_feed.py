@@ -16,12 +16,12 @@ from typing import Any
 
 import pandas as pd
 from django.conf import settings
-from engine.scenarios import historical_stress, hypothetical_stress, load_scenarios
-from engine.views import load_views
 
 import engine
 from engine.backtest import backtest
+from engine.scenarios import historical_stress, hypothetical_stress, load_scenarios
 from engine.types import AccountCash, MarketData, Options, Position, RebalanceRequest
+from engine.views import load_views
 from portfolios.marketdata.selectors import market_data_for, menu_tickers
 from portfolios.models import Holding, Portfolio
 

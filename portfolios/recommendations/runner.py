@@ -48,7 +48,6 @@ def run_fail(*, run_id: int, message: str) -> None:
 def rebalance_run_execute_service(*, run_id: int, task=None) -> str:
     """The body of the Celery task. Idempotent: a run that is done, failed or claimed elsewhere is skipped."""
     from engine.errors import EngineError
-
     from portfolios.recommendations.engine_feed import portfolio_document
 
     task_id = getattr(getattr(task, "request", None), "id", "") or ""

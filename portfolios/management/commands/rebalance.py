@@ -79,7 +79,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         from engine.errors import EngineError
-
         from portfolios.holdings.importers import ImportFailed, parse_positions
         from portfolios.marketdata.services import market_data_ensure_loaded
         from portfolios.recommendations.engine_feed import (
