@@ -208,6 +208,12 @@ def withdrawal_message(requested: float, raised: float, why: str) -> str:
     )
 
 
+def idle_cash_message(*, cash_usd: float, share: float, extra_usd: float, had_usd: float, why: str) -> str:
+    """Why the proposal keeps more cash than the person holds now (`why` completes "because ...")."""
+    return (f"The proposal keeps {usd(cash_usd)} ({pct(share)} of the portfolio) in cash, {usd(extra_usd)} more than "
+            f"the {usd(had_usd)} you hold now, because {why}.")
+
+
 def summary_sentence(
     *,
     n_sells: int,
@@ -219,8 +225,14 @@ def summary_sentence(
     est_taxes: float,
     relaxed: Sequence[str],
     profile: str,
+    cash_before: float | None = None,
+    cash_after: float | None = None,
 ) -> str:
-    """One sentence: what the trades do, with the main before -> after figures."""
+    """One sentence: what the trades do, with the main before -> after figures.
+
+    `cash_before`/`cash_after` (fractions of value) are quoted only when given: when the proposal keeps
+    more cash than the person had (explained in a warning).
+    """
     if n_sells + n_buys == 0:
         if relaxed:
             return (f"No trades: none that are allowed would help, and {len(relaxed)} {profile} limit(s) stay "
@@ -244,6 +256,8 @@ def summary_sentence(
     effect = (" to " + " and ".join(effects)) if effects else ""
     text = (f"{action[0].upper()}{action[1:]}{effect}; volatility {from_to(before.volatility, after.volatility)}; "
             f"est. costs {usd(est_costs)} and taxes {usd(est_taxes)}")
+    if cash_before is not None and cash_after is not None:
+        text += f"; cash {from_to(cash_before, cash_after)} (see warnings)"
     if relaxed:
         text += f"; {len(relaxed)} limit{'s' if len(relaxed) != 1 else ''} relaxed"
     return text + "."

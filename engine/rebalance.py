@@ -20,6 +20,7 @@ from engine.errors import DataError
 from engine.explain import (
     Cause,
     Context,
+    idle_cash_message,
     pct,
     relaxation_message,
     summary_sentence,
@@ -57,6 +58,7 @@ from engine.tax import TAX_PIECES, Lot, holding_lots, is_taxable, realise, tax_c
 from engine.types import (
     AccountCash,
     MarketData,
+    Options,
     Position,
     RebalanceRequest,
     RebalanceResult,
@@ -66,6 +68,8 @@ from engine.types import (
 
 ASSET_CLASS_EMPHASIS = 1.5  # asset-class gaps count this much more than sector/size gaps
 CASH_MAX = 2.0  # no upper bound on cash in practice (fractions of V)
+IDLE_CASH_SHARE = 0.005  # cash kept beyond what the person had, over this share of V (and over what no order can
+# invest: the cheapest buyable share or the minimum trade in each account), is explained in a warning
 BUY_MAX = 2.0
 
 
@@ -109,6 +113,8 @@ def rebalance(request: RebalanceRequest, *, cache: ProblemCache | None = None) -
     Never raises for conflicting limits: they are relaxed with penalised slack and reported
     (status "relaxed"). Raises `DataError` for unusable inputs and `OptimizationError` only when no
     solver certifies any solution. Pass one `ProblemCache` per process to reuse compiled problems.
+    Sale proceeds are reinvested; cash kept beyond what the person had (more than a rounding remainder)
+    gets a warning saying why (see `_idle_cash_warning`) and a mention in the summary.
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -561,7 +567,8 @@ def finish(
     allowance = _allowance(prep, cont)
     q, _ = initial_round(book, q_cont, fractional=options.fractional, min_trade_usd=options.min_trade_usd)
     repairer = Repairer(book, prep.risk, prep.exposures, prep.limits, allowance,
-                        fractional=options.fractional, min_trade_usd=options.min_trade_usd)
+                        fractional=options.fractional, min_trade_usd=options.min_trade_usd,
+                        cash_drag=prep.costs.cash_drag)
     q, steps = repairer.repair(q, relief, q_cont, max_steps=4 * len(q) + 20)
     q, relief = ensure_cash(book, q, relief, withdrawal, fractional=options.fractional)
     cont_amount = np.abs(q_cont * prep.prices)
@@ -619,6 +626,9 @@ def finish(
     if solution.report.attempts:
         failed = "; ".join(solution.report.attempts)
         warnings.append(f"Solved with the fallback solver {solution.report.solver} ({failed}).")
+    idle = _idle_cash_warning(prep, options, solution, cont, cash_after, total_after)
+    if idle:
+        warnings.append(idle)
     summary = summary_sentence(
         n_sells=sum(t.action == "sell" for t in trades),
         n_buys=sum(t.action == "buy" for t in trades),
@@ -629,6 +639,8 @@ def finish(
         est_taxes=est_taxes,
         relaxed=[r.limit for r in relaxations],
         profile=prep.profile.name,
+        cash_before=float(prep.cash_start.sum()) / vb if idle else None,
+        cash_after=float(cash_after.sum()) / total_after if idle else None,
     )
     timings["repair_steps"] = float(steps)
     return RebalanceResult(
@@ -646,6 +658,48 @@ def finish(
         est_taxes=est_taxes,
         timings_ms=timings,
     )
+
+
+def _idle_cash_warning(
+    prep: Prepared, options: Options, solution: Solution, cont: Metrics, cash_after: np.ndarray, total_after: float
+) -> str | None:
+    """Plain words on cash kept beyond what the person had (cash added is to be invested; a withdrawal is
+    raised by sales), or None when it is only a rounding remainder (see IDLE_CASH_SHARE).
+    cash_after (m,) USD; total_after USD."""
+    had = prep.cash_start
+    extra = cash_after - had
+    m = len(prep.accounts)
+    uninvestable = np.full(m, np.inf)  # USD per account that no order could invest
+    for a in range(m):
+        buy = prep.can_buy & (prep.slot_account == a)
+        if buy.any():
+            share = 0.0 if options.fractional else float((prep.prices[buy] * (1 + prep.cost_rate[buy])).min())
+            uninvestable[a] = max(float(options.min_trade_usd), share)
+    tolerance = max(IDLE_CASH_SHARE * prep.value, float(uninvestable[np.isfinite(uninvestable)].sum()))
+    if extra.sum() <= tolerance:
+        return None
+    lim = prep.limits
+    target_cash = prep.target.cash
+    solver_extra = float((solution.cash * prep.value - had).sum())
+    stuck = [prep.accounts[a] for a in range(m) if not np.isfinite(uninvestable[a]) and extra[a] > 1.0]
+    if stuck:
+        why = f"nothing on the menu can be bought in {', '.join(stuck)}; add funds to the menu to invest it"
+    elif cash_after.sum() <= target_cash * total_after + tolerance:
+        why = f"the {prep.profile.name} target mix keeps {pct(target_cash)} of the portfolio in cash"
+    elif solver_extra <= tolerance:
+        how = "whole shares" if not options.fractional else "trade sizes"
+        why = (f"rounding to {how} and the {usd(options.min_trade_usd)} minimum trade size, while keeping your "
+               f"limits, left it uninvested; a next run would invest it")
+    elif float(solution.buys.sum()) >= lim.max_turnover + _cash_in(prep) / prep.value - 1e-6:
+        why = (f"the turnover limit of {pct(lim.max_turnover)} per run caps purchases (buys paid from sales count "
+               f"toward it); a next run would invest it")
+    elif cont.volatility >= lim.vol_cap - 1e-4:
+        why = (f"holding it as cash is what keeps volatility within your {pct(lim.vol_cap)} cap with the funds on "
+               f"the menu")
+    else:
+        why = "no purchase within your limits was worth its trading costs"
+    return idle_cash_message(cash_usd=float(cash_after.sum()), share=float(cash_after.sum()) / total_after,
+                             extra_usd=float(extra.sum()), had_usd=float(had.sum()), why=why)
 
 
 def _top_name(model: ExposureModel, w: np.ndarray) -> tuple[str, float]:

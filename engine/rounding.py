@@ -3,13 +3,18 @@
 1. Trades smaller than `min_trade_usd` are dropped (selling a whole small holding is kept).
 2. Whole shares (default): buys and sells round to the nearest share; a sell within half a share of
    the whole holding sells all of it (fractional remainders included).
-3. Repair: a descent on a score = cash shortfall (heavily weighted) + limit violations beyond what the
-   solver itself had to relax, weighted by the solver's own penalties (so rounding trades limits off in
-   the same order as the optimizer) + a tiny pull toward the continuous solution. Moves are one step on one
-   slot (a share more or less, or opening/closing a minimum-size trade); when no single step helps,
-   every pair of steps among the most relevant ones is scored at once (all metrics are sums of
-   per-step changes, plus exact cross terms for volatility and shared cash), so fixes like "sell one
-   more AAPL, one less NVDA" are found. It stops when nothing is violated or no move helps.
+3. Repair: a descent on a score = violation (cash shortfall, heavily weighted, + limit violations beyond
+   what the solver itself had to relax, weighted by the solver's own penalties, so rounding trades limits
+   off in the same order as the optimizer) + objective (a small pull toward the continuous solution + the
+   solver's cash drag on cash held). Moves are one step on one slot (a share more or less, or
+   opening/closing a minimum-size trade); when no single step helps, every pair of steps among the most
+   relevant ones is scored at once (all metrics are sums of per-step changes, plus exact cross terms for
+   volatility and shared cash), so fixes like "sell one more AAPL, one less NVDA" are found. A move must
+   lower both the violation and the whole score; it stops when nothing is violated or no move helps.
+   The cash drag matters: dropping a buy saves its transaction cost, which raises the total value a
+   little and so lowers every cap measured as a share of it (single names, volatility). Without a price
+   on idle cash the descent dropped buys share by share for that sliver (a whole bond sleeve left as
+   cash); the gain is at most penalty x share x cost rate (< 0.03 per unit dropped), below the drag.
 4. A last pass guarantees cash >= 0 in every account: it trims buys, then (only for a withdrawal)
    leaves part of the withdrawal unraised. Whatever limit stays broken is reported by the caller.
 """
@@ -31,6 +36,7 @@ from engine.limits import (
     SMALL,
     Limits,
 )
+from engine.profiles import DEFAULT_COSTS
 from engine.risk import RiskModel
 
 CASH_WEIGHT = 1e5  # cash shortfall outweighs every limit (the limits use the solver's penalties)
@@ -146,8 +152,10 @@ class Repairer:
         *,
         fractional: bool,
         min_trade_usd: float,
+        cash_drag: float = DEFAULT_COSTS.cash_drag,
     ) -> None:
         self.book = book
+        self.cash_drag = cash_drag
         self.risk = risk
         self.exp = exposures
         self.limits = limits
@@ -229,9 +237,11 @@ class Repairer:
         buys: np.ndarray,
         sells: np.ndarray,
         pull: np.ndarray,
+        cash: np.ndarray,
         cash_weight: float,
-    ) -> np.ndarray:
-        """Score from (broadcast) absolute quantities: sectors (11, ...), names (L, ...), others (...)."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(violation, whole score) from (broadcast) absolute quantities: sectors (11, ...), names (L, ...),
+        others (...); `cash` is the total cash after (USD)."""
         b, lim, al = self.book, self.limits, self.allow
         has_equity = equity > 1e-9
         safe = np.where(has_equity, equity, 1.0)
@@ -249,9 +259,12 @@ class Repairer:
         score = score + PENALTY_VOLATILITY * np.clip(vol - lim.vol_cap - al.vol, 0.0, None)
         turnover = np.clip(np.maximum(buys - b.cash_in, sells - b.cash_out), 0.0, None) / b.value
         score = score + PENALTY_TURNOVER * np.clip(turnover - lim.max_turnover - al.turnover, 0.0, None)
-        return score + PULL_WEIGHT * pull / b.value
+        return score, score + (PULL_WEIGHT * pull + self.cash_drag * cash) / b.value
 
-    def single_scores(self, st: dict, steps: _Steps, *, cash_weight: float = CASH_WEIGHT) -> np.ndarray:
+    def single_scores(
+        self, st: dict, steps: _Steps, *, cash_weight: float = CASH_WEIGHT
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(C,) violations and whole scores after each single step."""
         e, r = self.exp, self.risk
         A, a, d = st["A"], steps.asset, steps.dollars
         cash = st["cash"]
@@ -273,11 +286,13 @@ class Repairer:
             buys=st["buys"] + steps.buys,
             sells=st["sells"] + steps.sells,
             pull=st["pull"] + steps.pull,
+            cash=cash.sum() + steps.cash,
             cash_weight=cash_weight,
         )
 
-    def pair_scores(self, st: dict, steps: _Steps) -> np.ndarray:
-        """(C, C) scores of taking two steps (on different slots); the diagonal and same-slot pairs are inf."""
+    def pair_scores(self, st: dict, steps: _Steps) -> tuple[np.ndarray, np.ndarray]:
+        """(C, C) violations and whole scores of taking two steps (on different slots); the diagonal and
+        same-slot pairs are inf."""
         e, r = self.exp, self.risk
         A, a, d = st["A"], steps.asset, steps.dollars
 
@@ -306,7 +321,7 @@ class Repairer:
             f @ f + spec @ spec + both(2 * fu + uu + spec_single) + 2 * (u.T @ u)
             + np.where(same_asset, 2 * s2[:, None] * d[:, None] * d[None, :], 0.0)
         )
-        scores = self._score(
+        violation, scores = self._score(
             st,
             sectors=(e.sectors @ A)[:, None, None] + both(e.sectors[:, a] * d),
             equity=e.equity @ A + both(e.equity[a] * d),
@@ -318,66 +333,64 @@ class Repairer:
             buys=st["buys"] + both(steps.buys),
             sells=st["sells"] + both(steps.sells),
             pull=st["pull"] + both(steps.pull),
+            cash=cash.sum() + both(steps.cash),
             cash_weight=CASH_WEIGHT,
         )
-        scores[steps.slot[:, None] == steps.slot[None, :]] = np.inf
-        return scores
+        same = steps.slot[:, None] == steps.slot[None, :]
+        violation[same] = np.inf
+        scores[same] = np.inf
+        return violation, scores
 
-    def state_score(self, q: np.ndarray, relief: np.ndarray, q_cont: np.ndarray) -> float:
-        """Score of trades q as they stand (a no-op step on slot 0)."""
+    def state_score(self, q: np.ndarray, relief: np.ndarray, q_cont: np.ndarray) -> tuple[float, float]:
+        """(violation, whole score) of trades q as they stand (a no-op step on slot 0)."""
         st = self._state(q, relief, q_cont)
         b = self.book
         noop = _Steps(np.array([0]), q[[0]], b.asset_of[[0]], b.account_of[[0]], *(np.zeros(1) for _ in range(5)))
-        return float(self.single_scores(st, noop)[0])
-
-    def _pull(self, q: np.ndarray, q_cont: np.ndarray) -> float:
-        return PULL_WEIGHT * float((np.abs(q - q_cont) * self.book.prices).sum()) / self.book.value
+        violation, score = self.single_scores(st, noop)
+        return float(violation[0]), float(score[0])
 
     # ---- search
 
     def repair(self, q: np.ndarray, relief: np.ndarray, q_cont: np.ndarray, max_steps: int) -> tuple[np.ndarray, int]:
         """Descent with single steps, then pairs of steps; returns (trades, steps taken).
 
-        A move is taken only if it lowers the violation part of the score (cash shortfall + limits);
-        among those the lowest full score (violation + pull toward the continuous trades) wins.
+        A move is taken only if it lowers both the violation (cash shortfall + limits) and the whole score
+        (violation + pull toward the continuous trades + cash drag); among those the lowest score wins.
         """
         q = q.copy()
         taken = 0
-        b = self.book
-        violation = self.state_score(q, relief, q_cont) - self._pull(q, q_cont)
+        violation, score = self.state_score(q, relief, q_cont)
         while taken < max_steps and violation > 1e-12:
             steps = self.steps(q, q_cont)
             if len(steps.slot) == 0:
                 break
             st = self._state(q, relief, q_cont)
-            singles = self.single_scores(st, steps)
-            single_violation = singles - PULL_WEIGHT * (st["pull"] + steps.pull) / b.value
-            ok = single_violation < violation - 1e-12
+            single_violation, singles = self.single_scores(st, steps)
+            ok = (single_violation < violation - 1e-12) & (singles < score - 1e-12)
             best = int(np.argmin(np.where(ok, singles, np.inf))) if ok.any() else -1
             if best >= 0 and single_violation[best] < (1.0 - SINGLE_STEP_PROGRESS) * violation:
                 q[steps.slot[best]] = steps.new_q[best]
-                violation = float(single_violation[best])
+                violation, score = float(single_violation[best]), float(singles[best])
                 taken += 1
                 continue
             # no single step makes real progress: score pairs of steps too and take the better move
-            no_cash = self.single_scores(st, steps, cash_weight=0.0)
+            _, no_cash = self.single_scores(st, steps, cash_weight=0.0)
             traded = np.nonzero(q[steps.slot] != 0)[0]
             pick = np.unique(np.concatenate([np.argsort(singles)[:PAIR_POOL], np.argsort(no_cash)[:PAIR_POOL], traded]))
             pool = steps.take(pick)
-            pairs = self.pair_scores(st, pool)
-            pair_violation = pairs - PULL_WEIGHT * (st["pull"] + pool.pull[:, None] + pool.pull[None, :]) / b.value
-            ok = pair_violation < violation - 1e-12
+            pair_violation, pairs = self.pair_scores(st, pool)
+            ok = (pair_violation < violation - 1e-12) & (pairs < score - 1e-12)
             if not ok.any() or (best >= 0 and np.min(np.where(ok, pairs, np.inf)) >= singles[best]):
                 if best < 0:
                     break
                 q[steps.slot[best]] = steps.new_q[best]
-                violation = float(single_violation[best])
+                violation, score = float(single_violation[best]), float(singles[best])
                 taken += 1
                 continue
             i, j = np.unravel_index(int(np.argmin(np.where(ok, pairs, np.inf))), pairs.shape)
             q[pool.slot[i]] = pool.new_q[i]
             q[pool.slot[j]] = pool.new_q[j]
-            violation = float(pair_violation[i, j])
+            violation, score = float(pair_violation[i, j]), float(pairs[i, j])
             taken += 2
         return q, taken
 
