@@ -16,23 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.types import CASH, MarketData, SecurityInfo, Snapshot
+from engine.types import CASH, GICS_SECTORS, SIZES, MarketData, SecurityInfo, Snapshot
 
-GICS_SECTORS: tuple[str, ...] = (
-    "Communication Services",
-    "Consumer Discretionary",
-    "Consumer Staples",
-    "Energy",
-    "Financials",
-    "Health Care",
-    "Industrials",
-    "Information Technology",
-    "Materials",
-    "Real Estate",
-    "Utilities",
-)
 UNCLASSIFIED = "Unclassified"
-SIZES: tuple[str, ...] = ("large", "mid", "small")
 ASSET_CLASSES: tuple[str, ...] = ("equity", "bond", "commodity", "cash")
 TOTAL_MARKET_SIZE: Mapping[str, float] = {"large": 0.7, "mid": 0.2, "small": 0.1}
 HOLDINGS_PROXY: Mapping[str, str] = {"IVV": "SPY", "VOO": "SPY", "ITOT": "VTI", "VGT": "XLK"}

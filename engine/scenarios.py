@@ -46,23 +46,10 @@ from typing import Any
 import pandas as pd
 
 from engine.backtest import as_date, iso, last_trading_day, prices_prepare, round6, weights_normalise
-from engine.types import CASH, Snapshot
+from engine.types import CASH, GICS_SECTORS, SIZES, Snapshot
 
 SCENARIOS_PATH = Path(__file__).resolve().parent.parent / "data" / "scenarios.json"
-GICS_SECTORS = (
-    "Communication Services",
-    "Consumer Discretionary",
-    "Consumer Staples",
-    "Energy",
-    "Financials",
-    "Health Care",
-    "Industrials",
-    "Information Technology",
-    "Materials",
-    "Real Estate",
-    "Utilities",
-)
-SIZE_BUCKETS = ("large", "mid", "small")
+SIZE_BUCKETS = SIZES
 SHOCKED_ASSET_CLASSES = ("bond", "commodity", "cash")
 SHOCK_KEYS = frozenset(GICS_SECTORS + SIZE_BUCKETS + SHOCKED_ASSET_CLASSES)
 COVERAGE_TOLERANCE = 0.005  # unshocked exposure below this is not worth a note

@@ -14,6 +14,20 @@ from typing import Any, Literal
 import pandas as pd
 
 CASH = "CASH"
+GICS_SECTORS: tuple[str, ...] = (
+    "Communication Services",
+    "Consumer Discretionary",
+    "Consumer Staples",
+    "Energy",
+    "Financials",
+    "Health Care",
+    "Industrials",
+    "Information Technology",
+    "Materials",
+    "Real Estate",
+    "Utilities",
+)
+SIZES: tuple[str, ...] = ("large", "mid", "small")
 AccountType = Literal["taxable", "traditional_ira", "roth_ira", "401k", "other"]
 ProfileName = Literal["conservative", "moderate", "aggressive"]
 

@@ -9,20 +9,7 @@ import time
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tests.market import write_market_slice
 from tests.test_api_fixtures import _fresh_throttle_history, token_client  # noqa: F401
-
-STOCKS = ["AAPL", "MSFT", "NVDA"]
-
-
-@pytest.fixture
-def market(tmp_path_factory, settings, transactional_db):
-    from portfolios.marketdata.services import market_data_load_bundled
-
-    folder = write_market_slice(tmp_path_factory.mktemp("market"), STOCKS)
-    settings.MARKET_DATA_DIR = folder
-    market_data_load_bundled()
-    return folder
 
 
 @pytest.mark.broker
