@@ -17,10 +17,19 @@ Method (documented choices):
    construction; with n <= n_factors the form is exact.
 
 Volatility of weights w (fractions of value, cash riskless) = sqrt(|loadings @ w|^2 + |specific * w|^2).
+
+Sharing: `estimate_risk_model` estimates ONE model per price frame, over all of its columns, and slices
+it for the tickers asked (the rows/columns of a PSD model form a PSD model; each variance stays exact).
+Every portfolio of a worker then reuses the same Ledoit-Wolf fit and eigendecomposition. Models are
+cached by the frame's content (hashed once per frame object, see `FrameModels`); a frame must not be
+changed in place once used. Tickers missing from the frame make a model of their own (as in 1-5).
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -129,14 +138,10 @@ def returns_window(prices: pd.DataFrame, window: int) -> pd.DataFrame:
     return pd.DataFrame(returns, index=frame.index[1:], columns=frame.columns)
 
 
-def covariance_estimate(
-    prices: pd.DataFrame,
-    tickers: Sequence[str],
-    securities: Mapping[str, SecurityInfo],
-    *,
-    window: int = DEFAULT_WINDOW,
-) -> tuple[np.ndarray, tuple[str, ...], float]:
-    """(n, n) annualised shrunk covariance for `tickers`, warnings, shrinkage intensity."""
+def _filled_returns(
+    prices: pd.DataFrame, tickers: Sequence[str], securities: Mapping[str, SecurityInfo], window: int
+) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """(T, n) returns with short histories filled, (n,) daily vols, and a warning (or None) per ticker."""
     if len(prices) < MIN_WINDOW_RETURNS + 1:
         raise DataError(
             f"need at least {MIN_WINDOW_RETURNS + 1} days of prices for the risk model, got {len(prices)}",
@@ -144,7 +149,7 @@ def covariance_estimate(
         )
     all_returns = returns_window(prices, window)
     n_rows = len(all_returns)
-    warnings: list[str] = []
+    warnings: list[str | None] = []
     columns: list[np.ndarray] = []
     vols: list[float] = []
     market_fallback: np.ndarray | None = None
@@ -155,6 +160,7 @@ def covariance_estimate(
         if n_obs == n_rows:
             columns.append(own)
             vols.append(float(np.std(own, ddof=1)))
+            warnings.append(None)
             continue
         proxy_name, proxy = _proxy_returns(ticker, securities.get(ticker), all_returns)
         if proxy is None:
@@ -166,10 +172,28 @@ def covariance_estimate(
         vols.append(vol)
         warnings.append(message)
     returns = np.column_stack(columns) if columns else np.zeros((n_rows, 0))
+    return returns, np.array(vols, dtype=float), warnings
+
+
+def covariance_estimate(
+    prices: pd.DataFrame,
+    tickers: Sequence[str],
+    securities: Mapping[str, SecurityInfo],
+    *,
+    window: int = DEFAULT_WINDOW,
+) -> tuple[np.ndarray, tuple[str, ...], float]:
+    """(n, n) annualised shrunk covariance for `tickers`, warnings, shrinkage intensity."""
+    returns, vols, warnings = _filled_returns(prices, tickers, securities, window)
+    cov, shrinkage = _covariance(returns, vols)
+    return cov, tuple(w for w in warnings if w), shrinkage
+
+
+def _covariance(returns: np.ndarray, vols: np.ndarray) -> tuple[np.ndarray, float]:
+    """Annualised covariance from filled returns (T, n) and daily vols (n,): shrunk correlation * vols."""
     correlation, shrinkage = _shrunk_correlation(returns)
-    sigma = np.array(vols) * np.sqrt(TRADING_DAYS)
+    sigma = vols * np.sqrt(TRADING_DAYS)
     cov = correlation * np.outer(sigma, sigma)
-    return (cov + cov.T) / 2.0, tuple(warnings), shrinkage
+    return (cov + cov.T) / 2.0, shrinkage
 
 
 def _proxy_returns(
@@ -268,10 +292,63 @@ def estimate_risk_model(
     window: int = DEFAULT_WINDOW,
     n_factors: int = N_FACTORS,
 ) -> RiskModel:
-    """The engine's risk model for `tickers` (see the module docstring)."""
+    """The engine's risk model for `tickers` (see the module docstring): a slice of the frame's model
+    when every ticker is a column of `prices`, else a model of `tickers` alone."""
+    tickers = tuple(tickers)
+    if tickers and FRAME_MODELS.covers(prices, tickers):
+        return FRAME_MODELS.model(prices, securities, window=window, n_factors=n_factors).slice(tickers)
+    return universe_risk_model(prices, tickers, securities, window=window, n_factors=n_factors)
+
+
+def universe_risk_model(
+    prices: pd.DataFrame,
+    tickers: Sequence[str],
+    securities: Mapping[str, SecurityInfo],
+    *,
+    window: int = DEFAULT_WINDOW,
+    n_factors: int = N_FACTORS,
+) -> RiskModel:
+    """A risk model estimated on `tickers` alone (shrinkage and factors of that universe)."""
     cov, warnings, shrinkage = covariance_estimate(prices, tickers, securities, window=window)
     loadings, specific = factor_form(cov, n_factors)
     return RiskModel(tuple(tickers), loadings, specific, warnings, shrinkage)
+
+
+@dataclass(frozen=True)
+class FrameModel:
+    """The risk model of every column of one price frame; `slice` gives a universe's model."""
+
+    index: Mapping[str, int]
+    loadings: np.ndarray  # (k, N)
+    specific: np.ndarray  # (N,)
+    warnings: Mapping[str, str]
+    shrinkage: float
+
+    def slice(self, tickers: Sequence[str]) -> RiskModel:
+        at = np.fromiter((self.index[t] for t in tickers), dtype=np.intp, count=len(tickers))
+        warnings = tuple(self.warnings[t] for t in dict.fromkeys(tickers) if t in self.warnings)
+        return RiskModel(tuple(tickers), self.loadings[:, at], self.specific[at], warnings, self.shrinkage)
+
+
+def frame_model(
+    prices: pd.DataFrame,
+    securities: Mapping[str, SecurityInfo],
+    *,
+    window: int = DEFAULT_WINDOW,
+    n_factors: int = N_FACTORS,
+) -> FrameModel:
+    """Estimate the model of all columns of `prices` (steps 1-5 of the module docstring)."""
+    columns = [str(c) for c in prices.columns]
+    returns, vols, messages = _filled_returns(prices, columns, securities, window)
+    cov, shrinkage = _covariance(returns, vols)
+    loadings, specific = factor_form(cov, n_factors)
+    return FrameModel(
+        index={t: i for i, t in enumerate(columns)},
+        loadings=loadings,
+        specific=specific,
+        warnings={t: m for t, m in zip(columns, messages, strict=True) if m},
+        shrinkage=shrinkage,
+    )
 
 
 def risk_model_from_covariance(
@@ -282,3 +359,76 @@ def risk_model_from_covariance(
     cov = (cov + cov.T) / 2.0
     loadings, specific = factor_form(cov, n_factors)
     return RiskModel(tuple(tickers), loadings, specific)
+
+
+class FrameModels:
+    """Process cache of `FrameModel`s: frame object -> content key (hashed once per object, the object
+    kept so its id cannot be reused) -> model (the last `keep_models`). Thread-safe."""
+
+    def __init__(self, keep_frames: int = 8, keep_models: int = 4) -> None:
+        self.keep_frames = keep_frames
+        self.keep_models = keep_models
+        self._keys: OrderedDict[tuple[int, int], tuple[pd.DataFrame, Mapping, tuple]] = OrderedDict()
+        self._models: OrderedDict[tuple, FrameModel] = OrderedDict()
+        self._columns: OrderedDict[int, tuple[pd.DataFrame, frozenset[str] | None]] = OrderedDict()
+        self._lock = threading.RLock()
+        self.estimates = 0
+
+    def covers(self, prices: pd.DataFrame, tickers: Sequence[str]) -> bool:
+        """Whether every ticker is a column of `prices` (whose column names are unique strings)."""
+        with self._lock:
+            found = self._columns.get(id(prices))
+            if found is None or found[0] is not prices:
+                names = [c for c in prices.columns if isinstance(c, str)]
+                unique = len(names) == len(prices.columns) and len(set(names)) == len(names)
+                found = (prices, frozenset(names) if unique else None)
+                _remember(self._columns, id(prices), found, self.keep_frames)
+            columns = found[1]
+        return columns is not None and all(t in columns for t in tickers)
+
+    def model(
+        self, prices: pd.DataFrame, securities: Mapping[str, SecurityInfo], *, window: int, n_factors: int
+    ) -> FrameModel:
+        with self._lock:
+            ref = (id(prices), id(securities))
+            found = self._keys.get(ref)
+            if found is None or found[0] is not prices or found[1] is not securities:
+                found = (prices, securities, _frame_key(prices, securities))
+                _remember(self._keys, ref, found, self.keep_frames)
+            key = (*found[2], window, n_factors)
+            model = self._models.get(key)
+            if model is None:
+                model = frame_model(prices, securities, window=window, n_factors=n_factors)
+                self.estimates += 1
+                _remember(self._models, key, model, self.keep_models)
+            else:
+                self._models.move_to_end(key)
+            return model
+
+    def clear(self) -> None:
+        with self._lock:
+            self._keys.clear()
+            self._models.clear()
+            self._columns.clear()
+
+
+def _remember(cache: OrderedDict, key: object, value: object, keep: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > keep:
+        cache.popitem(last=False)
+
+
+def _frame_key(prices: pd.DataFrame, securities: Mapping[str, SecurityInfo]) -> tuple:
+    """Content key of a frame and of the security facts its proxies depend on."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(np.ascontiguousarray(prices.to_numpy(dtype=float)).tobytes())
+    digest.update("|".join(map(str, prices.columns)).encode())
+    index = prices.index
+    digest.update(index.asi8.tobytes() if isinstance(index, pd.DatetimeIndex) else "|".join(map(str, index)).encode())
+    facts = sorted((str(c), repr(securities.get(str(c)))) for c in prices.columns)
+    digest.update(repr(facts).encode())
+    return (prices.shape, digest.hexdigest())
+
+
+FRAME_MODELS = FrameModels()

@@ -239,21 +239,31 @@ class Repairer:
         pull: np.ndarray,
         cash: np.ndarray,
         cash_weight: float,
+        sector_rows: np.ndarray | None = None,
+        name_rows: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(violation, whole score) from (broadcast) absolute quantities: sectors (11, ...), names (L, ...),
-        others (...); `cash` is the total cash after (USD)."""
+        others (...); `cash` is the total cash after (USD). `sector_rows` / `name_rows`: the rows that
+        `sectors` / `names` hold when only some are passed (the others cannot be violated; the sector
+        rows must include FINANCIALS)."""
         b, lim, al = self.book, self.limits, self.allow
         has_equity = equity > 1e-9
         safe = np.where(has_equity, equity, 1.0)
         score = cash_weight * shortfall / b.value
         frac = np.where(has_equity, sectors / safe, 0.0)
-        caps_s = (lim.max_sector + al.sectors).reshape((-1,) + (1,) * equity.ndim)
+        caps_s = lim.max_sector + al.sectors
+        fin = FINANCIALS
+        if sector_rows is not None:
+            caps_s = caps_s[sector_rows]
+            fin = int(np.searchsorted(sector_rows, FINANCIALS))
+        caps_s = caps_s.reshape((-1,) + (1,) * equity.ndim)
         score = score + PENALTY_SECTOR * np.clip(frac - caps_s, 0.0, None).sum(axis=0)
-        fin_short = np.clip(lim.min_financials - al.financials - frac[FINANCIALS], 0.0, None)
+        fin_short = np.clip(lim.min_financials - al.financials - frac[fin], 0.0, None)
         small_short = np.clip(lim.min_small_cap - al.small - small / safe, 0.0, None)
         score = score + PENALTY_MINIMUM * np.where(has_equity, fin_short + small_short, 0.0)
         if names.shape[0]:
-            caps_n = (lim.max_single_stock + al.names).reshape((-1,) + (1,) * equity.ndim)
+            caps_n = lim.max_single_stock + al.names
+            caps_n = (caps_n if name_rows is None else caps_n[name_rows]).reshape((-1,) + (1,) * equity.ndim)
             score = score + PENALTY_SINGLE_STOCK * np.clip(names / total - caps_n, 0.0, None).sum(axis=0)
         vol = np.sqrt(np.clip(var, 0.0, None)) / total
         score = score + PENALTY_VOLATILITY * np.clip(vol - lim.vol_cap - al.vol, 0.0, None)
@@ -321,12 +331,16 @@ class Repairer:
             f @ f + spec @ spec + both(2 * fu + uu + spec_single) + 2 * (u.T @ u)
             + np.where(same_asset, 2 * s2[:, None] * d[:, None] * d[None, :], 0.0)
         )
+        # only rows some pair could push over their cap are scored (the others add exact zeros)
+        sector_rows, name_rows = self._open_rows(st, steps)
+        sec_d = e.sectors[sector_rows][:, a] * d
+        name_d = e.names_matrix[name_rows][:, a] * d
         violation, scores = self._score(
             st,
-            sectors=(e.sectors @ A)[:, None, None] + both(e.sectors[:, a] * d),
+            sectors=(e.sectors @ A)[sector_rows][:, None, None] + both(sec_d),
             equity=e.equity @ A + both(e.equity[a] * d),
             small=e.size[SMALL] @ A + both(e.size[SMALL, a] * d),
-            names=(e.names_matrix @ A)[:, None, None] + both(e.names_matrix[:, a] * d),
+            names=(e.names_matrix @ A)[name_rows][:, None, None] + both(name_d),
             total=st["total"] + both(d + steps.cash),
             var=var,
             shortfall=shortfall,
@@ -335,11 +349,38 @@ class Repairer:
             pull=st["pull"] + both(steps.pull),
             cash=cash.sum() + both(steps.cash),
             cash_weight=CASH_WEIGHT,
+            sector_rows=sector_rows,
+            name_rows=name_rows,
         )
         same = steps.slot[:, None] == steps.slot[None, :]
         violation[same] = np.inf
         scores[same] = np.inf
         return violation, scores
+
+    def _open_rows(self, st: dict, steps: _Steps) -> tuple[np.ndarray, np.ndarray]:
+        """Sector rows (always with FINANCIALS) and single-name rows that two of `steps` could push over
+        their caps: a bound from the largest increases and the smallest denominators (conservative)."""
+        e, lim, al = self.exp, self.limits, self.allow
+        A, a, d = st["A"], steps.asset, steps.dollars
+        n_sectors = e.sectors.shape[0]
+        equity_low = float(e.equity @ A) + 2.0 * min(0.0, float((e.equity[a] * d).min(initial=0.0)))
+        if equity_low > 1e-9:
+            rise = np.clip((e.sectors[:, a] * d).max(axis=1, initial=0.0), 0.0, None)
+            high = (e.sectors @ A + 2.0 * rise) / equity_low
+            open_s = high > lim.max_sector + al.sectors - 1e-9
+            open_s[FINANCIALS] = True
+            sector_rows = np.nonzero(open_s)[0]
+        else:
+            sector_rows = np.arange(n_sectors)
+        names = e.names_matrix
+        total_low = st["total"] + 2.0 * min(0.0, float((d + steps.cash).min(initial=0.0)))
+        if names.shape[0] and total_low > 0:
+            rise = np.clip((names[:, a] * d).max(axis=1, initial=0.0), 0.0, None)
+            high = (names @ A + 2.0 * rise) / total_low
+            name_rows = np.nonzero(high > lim.max_single_stock + al.names - 1e-9)[0]
+        else:
+            name_rows = np.arange(names.shape[0])
+        return sector_rows, name_rows
 
     def state_score(self, q: np.ndarray, relief: np.ndarray, q_cont: np.ndarray) -> tuple[float, float]:
         """(violation, whole score) of trades q as they stand (a no-op step on slot 0)."""

@@ -1,12 +1,18 @@
 """Feed the pure engine: turn holdings (rows or a parsed file) and market data into a request,
 run it, and assemble the result document (DESIGN.md CLI JSON + stress tests + backtest + views).
 
-One `ProblemCache` per process keeps the compiled optimisation problems across runs.
+One `ProblemCache` per process keeps the compiled optimisation problems across runs. The market data
+is cached per process too (`_market_frames`): one frame over every priced security, its 3-year slice and
+the menu, rebuilt only when the market-data version token moves. Handing the engine the same frame objects
+on every run lets its id-keyed caches hit: one risk model per frame (sliced per universe, see engine.risk),
+one target per profile, one last-price table. The engine's small matrices gain nothing from threaded BLAS,
+and two workers on two cores lose a lot to it, so the feed limits BLAS to one thread per process.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -22,12 +28,16 @@ from engine.backtest import backtest
 from engine.scenarios import historical_stress, hypothetical_stress, load_scenarios
 from engine.types import AccountCash, MarketData, Options, Position, RebalanceRequest
 from engine.views import load_views
-from portfolios.marketdata.selectors import market_data_for, menu_tickers
-from portfolios.models import Holding, Portfolio
+from portfolios.marketdata.selectors import _version_token, market_data_for, menu_tickers
+from portfolios.models import Holding, Portfolio, Security
 
 RISK_YEARS = 3.0
 HISTORY_YEARS = 7.0  # stress episodes reach back to 2020
-_CACHE = engine.ProblemCache()
+# Compiled problems are keyed by padded shape (assets x accounts x single-name rows ...): a worker serving
+# many portfolios meets about 40 shapes, and an LRU smaller than that recompiles (~100 ms each) on a large
+# share of runs. A compiled problem holds about 6 MB.
+MAX_COMPILED_PROBLEMS = 64
+_CACHE = engine.ProblemCache(max_problems=MAX_COMPILED_PROBLEMS)
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,53 @@ def _scenarios() -> dict[str, Any]:
     return load_scenarios(_scenarios_path())
 
 
+@lru_cache(maxsize=1)
+def _blas_single_thread() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
+@dataclass(frozen=True)
+class _Frames:
+    """The market data every run of this process shares (same objects until the data changes)."""
+
+    token: tuple
+    long: MarketData  # every priced security, HISTORY_YEARS
+    risk: MarketData  # the same over the last RISK_YEARS (the engine's prices)
+    last: dict[str, float]  # last price of each priced security
+    menu: tuple[str, ...]  # the menu funds that have a price
+
+
+_frames: _Frames | None = None
+_frames_lock = threading.Lock()
+
+
+def _market_frames() -> _Frames:
+    """The shared market data, rebuilt when the market-data version token moved (one query per call)."""
+    global _frames
+    token = _version_token()
+    found = _frames
+    if found is not None and found.token == token:
+        return found
+    with _frames_lock:
+        if _frames is not None and _frames.token == token:
+            return _frames
+        tickers = list(Security.objects.filter(priced=True).order_by("ticker").values_list("ticker", flat=True))
+        long = market_data_for(tickers=tickers, years=HISTORY_YEARS)
+        risk = _risk_slice(long)
+        last = _last_prices(risk.prices)
+        _frames = _Frames(token=token, long=long, risk=risk, last=last,
+                          menu=tuple(t for t in menu_tickers() if t in last))
+        return _frames
+
+
+def _risk_slice(market_long: MarketData) -> MarketData:
+    prices = market_long.prices
+    start = pd.Timestamp(market_long.as_of) - pd.DateOffset(days=int(365.25 * RISK_YEARS))
+    return replace(market_long, prices=prices.loc[prices.index >= start])
+
+
 def options_from_inputs(inputs: dict[str, Any]) -> Options:
     """Run inputs (JSON from a form, the API or the CLI) -> engine Options."""
     keep = inputs.get("keep") or []
@@ -86,13 +143,15 @@ def build_request(
 ) -> tuple[RebalanceRequest, MarketData]:
     """Returns the engine request (about 3 years of prices) and the long-history market data for stress tests."""
     lots = list(lots)
-    menu = menu_tickers()
-    tickers = sorted({lot.ticker for lot in lots} | set(menu))
-    market_long = market_data_for(tickers=tickers, years=HISTORY_YEARS)
-    prices = market_long.prices
-    start = pd.Timestamp(market_long.as_of) - pd.DateOffset(days=int(365.25 * RISK_YEARS))
-    market = replace(market_long, prices=prices.loc[prices.index >= start])
-    last = _last_prices(market.prices)
+    frames = _market_frames()
+    if all(lot.ticker in frames.last for lot in lots):  # the usual case: the shared frames
+        market_long, market, last, menu = frames.long, frames.risk, frames.last, list(frames.menu)
+    else:  # a ticker without prices (or not in the master): a frame of its own, as the engine documents it
+        menu = menu_tickers()
+        tickers = sorted({lot.ticker for lot in lots} | set(menu))
+        market_long = market_data_for(tickers=tickers, years=HISTORY_YEARS)
+        market = _risk_slice(market_long)
+        last = _last_prices(market.prices)
     positions = [
         Position(
             ticker=lot.ticker,
@@ -120,16 +179,18 @@ def build_request(
 
 def compute_document(request: RebalanceRequest, market_long: MarketData) -> dict[str, Any]:
     """Run the engine and assemble the full result document."""
+    _blas_single_thread()
     result = engine.rebalance(request, cache=_CACHE)
     document = engine.result_to_document(result)
     scenarios = _scenarios()
     before_w = document["before"]["weights"]
     after_w = document["after"]["weights"]
+    prices = _held_columns(market_long.prices, before_w, after_w)
     document["stress"] = historical_stress(
-        before=before_w, after=after_w, prices=market_long.prices, episodes=scenarios.get("historical", [])
+        before=before_w, after=after_w, prices=prices, episodes=scenarios.get("historical", [])
     ) + hypothetical_stress(before=result.before, after=result.after, scenarios=scenarios.get("hypothetical", []))
     document["backtest"] = backtest(
-        before=before_w, after=after_w, prices=market_long.prices, years=RISK_YEARS, rebalance="monthly"
+        before=before_w, after=after_w, prices=prices, years=RISK_YEARS, rebalance="monthly"
     )
     if request.views:
         document["views"] = {
@@ -139,32 +200,34 @@ def compute_document(request: RebalanceRequest, market_long: MarketData) -> dict
     return document
 
 
+def _held_columns(prices: pd.DataFrame, *weights: dict[str, float]) -> pd.DataFrame:
+    """The columns of `prices` the weights hold (stress tests and the backtest copy the frame they get)."""
+    held = dict.fromkeys(t for w in weights for t in w)
+    columns = [t for t in prices.columns if t in held]
+    return prices if len(columns) == len(prices.columns) else prices[columns]
+
+
 def _float(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 
 def portfolio_lots(*, portfolio: Portfolio) -> tuple[list[Lot], list[AccountCash]]:
-    holdings = (
-        Holding.objects.filter(account__portfolio=portfolio)
-        .select_related("account", "security")
+    rows = (
+        Holding.objects.filter(account__portfolio=portfolio, shares__gt=0)
         .order_by("account__name", "security__ticker", "id")
+        .values_list("account__name", "account__account_type", "security__ticker", "shares", "cost_basis_usd",
+                     "acquired_on", "pk")
     )
     lots = [
-        Lot(
-            account=h.account.name,
-            account_type=h.account.account_type,
-            ticker=h.security.ticker,
-            shares=float(h.shares),
-            cost_basis=_float(h.cost_basis_usd),
-            acquired=h.acquired_on,
-            lot_id=str(h.pk),
-        )
-        for h in holdings
-        if h.shares > 0
+        Lot(account=name, account_type=kind, ticker=ticker, shares=float(shares), cost_basis=_float(basis),
+            acquired=acquired, lot_id=str(pk))
+        for name, kind, ticker, shares, basis, acquired, pk in rows
     ]
     cash = [
-        AccountCash(account=a.name, account_type=a.account_type, cash=float(a.cash_usd))
-        for a in portfolio.accounts.order_by("name", "id")
+        AccountCash(account=name, account_type=kind, cash=float(amount))
+        for name, kind, amount in portfolio.accounts.order_by("name", "id").values_list(
+            "name", "account_type", "cash_usd"
+        )
     ]
     return lots, cash
 

@@ -1,0 +1,105 @@
+"""Cheap recomputes: one risk model per price frame (sliced per universe), exact pruning in rounding repair."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import engine
+from engine import rounding
+from engine.limits import FINANCIALS
+from engine.risk import FrameModels, frame_model, universe_risk_model
+from engine.sample_data import load_bundled_market
+from engine.types import AccountCash, Options, Position, RebalanceRequest
+
+HOLDINGS = {"AAPL": 120, "MSFT": 60, "NVDA": 150, "QQQ": 40, "JPM": 30, "XOM": 25, "BND": 10}
+MENU = ["SPY", "RSP", "IWM", "XLF", "XLE", "XLU", "XLV", "BND", "VXUS", "GLD", "IEF", "VWO"]
+
+
+@pytest.fixture(scope="module")
+def market():
+    return load_bundled_market(years=3)
+
+
+def test_a_universe_model_is_a_slice_of_the_frame_model_psd_with_exact_variances(market):
+    models = FrameModels()
+    universes = [["AAPL", "MSFT", "BND", "SPY"], ["NVDA", "XLF", "GLD", "IEF", "AAPL", "VXUS"]]
+    full = models.model(market.prices, market.securities, window=756, n_factors=20)
+    returns = market.prices.ffill().pct_change(fill_method=None).iloc[-756:]
+    for tickers in universes:
+        risk = full.slice(tickers)
+        assert risk.tickers == tuple(tickers)
+        cov = risk.covariance()
+        assert np.linalg.eigvalsh(cov).min() >= -1e-10
+        np.testing.assert_allclose(np.diag(cov), returns[tickers].var() * 252, rtol=1e-9)
+        at = [full.index[t] for t in tickers]
+        np.testing.assert_array_equal(risk.loadings, full.loadings[:, at])
+    assert models.estimates == 1  # every universe of the frame shares one estimate
+
+
+def test_an_equal_frame_reuses_the_model_and_a_changed_one_does_not(market):
+    models = FrameModels()
+    first = models.model(market.prices, market.securities, window=756, n_factors=20)
+    again = models.model(market.prices.copy(), market.securities, window=756, n_factors=20)
+    assert again is first and models.estimates == 1
+    moved = market.prices.copy()
+    moved.iloc[-1, moved.columns.get_loc("AAPL")] *= 1.05
+    changed = models.model(moved, market.securities, window=756, n_factors=20)
+    assert changed is not first and models.estimates == 2
+    assert not np.allclose(changed.loadings, first.loadings)
+
+
+def test_the_frame_model_is_close_to_a_model_of_the_universe_alone(market):
+    tickers = list(HOLDINGS) + MENU[:-1]
+    own = universe_risk_model(market.prices, tickers, market.securities)
+    shared = frame_model(market.prices, market.securities).slice(tickers)
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        w = rng.dirichlet(np.ones(len(tickers)))
+        assert shared.volatility(w) == pytest.approx(own.volatility(w), rel=0.08)
+
+
+def test_tickers_outside_the_frame_get_a_model_of_their_own(market):
+    risk = engine.risk.estimate_risk_model(market.prices, ["SPY", "NOTLISTED"], market.securities)
+    assert risk.loadings.shape == (2, 2)  # exact two-asset form, not a slice
+    assert any("NOTLISTED" in w for w in risk.warnings)
+
+
+def _request(market, profile: str, cash: float) -> RebalanceRequest:
+    last = market.prices.ffill().iloc[-1]
+    positions = [
+        Position(t, "Taxable" if i % 2 == 0 else "Roth", "taxable" if i % 2 == 0 else "roth_ira", float(s),
+                 float(last[t]), cost_basis=5000.0)
+        for i, (t, s) in enumerate(HOLDINGS.items())
+    ]
+    return RebalanceRequest(
+        positions, [AccountCash("Taxable", "taxable", 2500.0)], MENU, market,
+        Options(profile=profile, cash_change=cash), engine.load_views(),
+    )
+
+
+@pytest.mark.parametrize(("profile", "cash"), [("conservative", -4000.0), ("aggressive", 3000.0)])
+def test_pruned_pair_scores_equal_the_full_ones(market, monkeypatch, profile, cash):
+    seen: list[tuple] = []
+    original = rounding.Repairer.repair
+
+    def spy(self, q, relief, q_cont, max_steps):
+        seen.append((self, q.copy(), relief.copy(), q_cont.copy()))
+        return original(self, q, relief, q_cont, max_steps)
+
+    monkeypatch.setattr(rounding.Repairer, "repair", spy)
+    engine.rebalance(_request(market, profile, cash), cache=engine.ProblemCache())
+    assert seen
+    repairer, q, relief, q_cont = seen[0]
+    st = repairer._state(q, relief, q_cont)
+    steps = repairer.steps(q, q_cont)
+    pruned = repairer.pair_scores(st, steps)
+    sectors, names = repairer._open_rows(st, steps)
+    assert FINANCIALS in sectors and len(names) <= repairer.exp.names_matrix.shape[0]
+    monkeypatch.setattr(
+        rounding.Repairer, "_open_rows",
+        lambda self, st, steps: (np.arange(self.exp.sectors.shape[0]), np.arange(self.exp.names_matrix.shape[0])),
+    )
+    full = repairer.pair_scores(st, steps)
+    np.testing.assert_array_equal(pruned[0], full[0])
+    np.testing.assert_array_equal(pruned[1], full[1])
