@@ -238,6 +238,14 @@ class FileBuilder:
         if message not in self.warnings:
             self.warnings.append(message)
 
+    def no_symbol(self, *, line: int, description: str, value: str, field_name: str) -> None:
+        """A row without a symbol: skipped with a warning when it describes something (a bond, say),
+        otherwise a problem that refuses the file."""
+        if description:
+            self.warn(f"Skipped “{description[:60]}” on line {line}: it has no symbol (value {value or 'unknown'}).")
+        else:
+            self.problem(line, field_name, "the symbol is missing")
+
     def account(self, *, name: str, number: str = "", account_type: str | None = None) -> tuple[str, str]:
         """Register (or find) an account; returns its key. Type inferred from the name unless given."""
         name = re.sub(r"\s+", " ", name).strip()[:ACCOUNT_NAME_MAX] or DEFAULT_ACCOUNT

@@ -72,11 +72,7 @@ def read(rows: list[Row], header_at: int, builder: FileBuilder, *, filename: str
             builder.cash(account_key=key, line=row.line, amount=(cell[source], names[source]))
             continue
         if not symbol:
-            if description:
-                builder.warn(f"Skipped “{description[:60]}” on line {row.line}: it has no symbol "
-                             f"(value {cell['value'] or 'unknown'}).")
-                continue
-            builder.problem(row.line, names["symbol"], "the symbol is missing")
+            builder.no_symbol(line=row.line, description=description, value=cell["value"], field_name=names["symbol"])
             continue
         builder.position(
             account_key=key, line=row.line, ticker=(symbol, names["symbol"]),

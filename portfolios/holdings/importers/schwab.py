@@ -80,12 +80,8 @@ def read(rows: list[Row], header_at: int, builder: FileBuilder) -> None:
             builder.cash(account_key=account_key, line=row.line, amount=(cell["value"], names["value"]))
             continue
         if not symbol:
-            description = cell["description"].strip()
-            if description:
-                builder.warn(f"Skipped “{description[:60]}” on line {row.line}: it has no symbol "
-                             f"(value {cell['value'] or 'unknown'}).")
-                continue
-            builder.problem(row.line, names["symbol"], "the symbol is missing")
+            builder.no_symbol(line=row.line, description=cell["description"].strip(), value=cell["value"],
+                              field_name=names["symbol"])
             continue
         builder.position(
             account_key=account_key, line=row.line, ticker=(symbol, names["symbol"]),
