@@ -363,3 +363,27 @@ def test_a_refusal_survives_pickling():
 
     error = refused("ticker,shares\nAAPL,-1\n")
     assert pickle.loads(pickle.dumps(error)).errors == error.errors  # noqa: S301 (our own bytes)
+
+
+def test_a_row_without_a_symbol_is_skipped_with_a_warning_or_refused():
+    from portfolios.holdings.importers import ImportFailed, parse_positions
+
+    header = (
+        "Account Number,Account Name,Symbol,Description,Quantity,Last Price,Current Value,"
+        "Cost Basis Total,Type\n"
+    )
+    described = header + (
+        "Z1,Individual,AAPL,APPLE INC,10,$250.00,$2500.00,$1000.00,Cash\n"
+        "Z1,Individual,,US TREASURY 4% 2030,5000,$99.00,$4950.00,$4900.00,Cash\n"
+    )
+    parsed = parse_positions(described.encode(), filename="Portfolio_Positions_Jan-02-2026.csv")
+    assert [p.ticker for p in parsed.positions] == ["AAPL"]
+    assert any("US TREASURY 4% 2030" in w and "line 3" in w for w in parsed.warnings)
+
+    bare = header + "Z1,Individual,,,10,$1.00,$10.00,,Cash\n"
+    try:
+        parse_positions(bare.encode(), filename="Portfolio_Positions_Jan-02-2026.csv")
+    except ImportFailed as exc:
+        assert [(e.line, e.field) for e in exc.errors] == [(2, "Symbol")]
+    else:
+        raise AssertionError("a row with neither symbol nor description must refuse the file")
