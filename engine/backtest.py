@@ -37,6 +37,7 @@ import pandas as pd
 from engine.types import CASH
 
 REBALANCE_CHOICES = ("daily", "monthly", "none")
+CURVE_CHOICES = {"weekly": "W", "monthly": "M"}  # curve sampling: last close of each calendar week / month
 WEIGHT_SUM_TOLERANCE = 0.01  # |sum(weights) - 1| above this is refused, below it renormalised
 TRADING_DAYS_PER_YEAR = 252
 DAYS_PER_YEAR = 365.25
@@ -75,11 +76,25 @@ def weights_normalise(*, weights: Mapping[str, float], label: str) -> dict[str, 
 
 
 def prices_prepare(prices: pd.DataFrame) -> pd.DataFrame:
-    """A float copy of ``prices`` with a sorted, de-duplicated DatetimeIndex (dates at midnight).
+    """A float copy of ``prices`` with a sorted, de-duplicated DatetimeIndex (dates at midnight); a frame
+    already in that shape comes back as one float block that may share its data (callers only read it).
 
     prices: DataFrame indexed by date (datetime64, ``datetime.date`` or ISO strings), one column per
     ticker, adjusted closes in USD, NaN where there is no price. The input is not modified.
     """
+    index = prices.index
+    if (
+        isinstance(index, pd.DatetimeIndex)
+        and index.tz is None
+        and index.is_monotonic_increasing
+        and index.is_unique
+        and all(dtype == np.float64 for dtype in prices.dtypes)
+        and all(isinstance(c, str) for c in prices.columns)
+        and (index.normalize() == index).all()
+    ):
+        # already in shape: one float block over the same data (no copy when it is one block already);
+        # a frame of many column blocks makes every later row lookup and fill slow
+        return pd.DataFrame(prices.to_numpy(dtype=float), index=index, columns=prices.columns)
     frame = prices.copy()
     frame.index = pd.DatetimeIndex(pd.to_datetime(frame.index)).normalize()
     frame.columns = [str(c) for c in frame.columns]
@@ -131,21 +146,26 @@ def _growth_path(*, weights: np.ndarray, prices: np.ndarray, rebalance_days: np.
     weights: target fractions per ticker, shape (n,); the rest (1 - sum) is cash at 0% return.
     prices: adjusted closes, shape (T, n), NaN only before a ticker's first price (gaps already filled).
     rebalance_days: shape (T,), True where holdings are reset to target at that close.
+
+    Between two resets nothing trades, so the value at close t of the period that began at close a is
+    V(a) * (1 - sum(w') + sum(w' * p(t) / p(a))) with w' the weights of the tickers priced at a (the
+    others are held as cash until a reset finds a price): no loop over days, only a product over resets.
     """
+    T = len(prices)
+    values = np.ones(T)
+    if T < 2:
+        return values
     priced = ~np.isnan(prices)
     safe = np.where(priced, prices, 1.0)
-    holdings = np.where(priced[0], weights, 0.0)
-    cash = 1.0 - holdings.sum()
-    values = np.empty(len(prices))
-    values[0] = 1.0
-    for t in range(1, len(prices)):
-        ratio = np.where(priced[t - 1], safe[t] / safe[t - 1], 1.0)
-        holdings = holdings * ratio
-        total = holdings.sum() + cash
-        values[t] = total
-        if rebalance_days[t]:
-            holdings = np.where(priced[t], weights * total, 0.0)
-            cash = total - holdings.sum()
+    anchors = np.flatnonzero(rebalance_days[1:]) + 1  # resets after the first close
+    anchors = np.concatenate([[0], anchors[anchors < T]])
+    period = np.searchsorted(anchors, np.arange(1, T), side="left") - 1  # the reset each day t >= 1 grows from
+    start = anchors[period]  # (T-1,)
+    held = np.where(priced[anchors], weights, 0.0)  # (resets, n) weights held at each reset
+    growth = 1.0 - held.sum(axis=1)[period] + np.einsum("tn,tn->t", safe[1:] / safe[start], held[period])
+    # value at each reset: the product of the growth of the periods that ended there
+    anchor_values = np.cumprod(np.concatenate([[1.0], growth[anchors[1:] - 1]]))
+    values[1:] = anchor_values[period] * growth
     return values
 
 
@@ -172,11 +192,11 @@ def _metrics(*, values: np.ndarray, days: int) -> tuple[dict[str, float | None],
     return figures, notes
 
 
-def _curve_samples(dates: pd.DatetimeIndex) -> np.ndarray:
-    """Positions of the first close and of the last close of every calendar week, ascending."""
-    weeks = dates.to_period("W")
-    last_of_week = np.flatnonzero(np.append(weeks[1:] != weeks[:-1], True))
-    return np.unique(np.concatenate([[0], last_of_week]))
+def _curve_samples(dates: pd.DatetimeIndex, every: str = "weekly") -> np.ndarray:
+    """Positions of the first close and of the last close of every calendar week (or month), ascending."""
+    periods = dates.to_period(CURVE_CHOICES[every])
+    last_of_period = np.flatnonzero(np.append(periods[1:] != periods[:-1], True))
+    return np.unique(np.concatenate([[0], last_of_period]))
 
 
 def _empty_result(*, start: str, end: str, rebalance: str, note: str) -> dict[str, Any]:
@@ -201,6 +221,7 @@ def backtest(
     end: dt.date | None = None,
     years: float = 3.0,
     rebalance: str = "monthly",
+    curve_every: str = "weekly",
 ) -> dict[str, Any]:
     """Replay the ``before`` and ``after`` weights over past prices (see the module docstring for the rules).
 
@@ -208,14 +229,17 @@ def backtest(
     prices: DataFrame indexed by date, one column per ticker, adjusted closes in USD, NaN = no price.
     start/end: the window (default: the ``years`` calendar years up to the last price date).
     rebalance: "monthly" | "daily" | "none".
+    curve_every: "weekly" | "monthly": the curve's points (first close, then each week's or month's last close).
     Returns a JSON-safe dict: ``{"start", "end", "rebalance", "before": {"return_annual", "volatility",
-    "max_drawdown"}, "after": {...}, "curve": {"dates": [ISO, weekly], "before": [growth of 1],
+    "max_drawdown"}, "after": {...}, "curve": {"dates": [ISO, weekly or monthly], "before": [growth of 1],
     "after": [...]}, "note"}``; dates are the trading days actually used.
     Raises WeightsError for unusable weights, ValueError for an unknown ``rebalance``, a non-positive
     ``years`` or ``start`` not before ``end``.
     """
     if rebalance not in REBALANCE_CHOICES:
         raise ValueError(f"rebalance must be one of {', '.join(REBALANCE_CHOICES)}, not {rebalance!r}")
+    if curve_every not in CURVE_CHOICES:
+        raise ValueError(f"curve_every must be one of {', '.join(CURVE_CHOICES)}, not {curve_every!r}")
     if start is None and not years > 0:
         raise ValueError(f"years must be positive, not {years!r}")
     weights_before = weights_normalise(weights=before, label="before")
@@ -260,7 +284,11 @@ def backtest(
     dates = pd.DatetimeIndex(window.index)
     price_matrix = window.to_numpy(dtype=float)
 
-    late = {t: window[t].first_valid_index() for t in tickers if pd.isna(window[t].iloc[0])}
+    first_missing = np.isnan(price_matrix[0]) if len(price_matrix) else np.zeros(len(tickers), dtype=bool)
+    late: dict[str, pd.Timestamp | None] = {}
+    for i in np.flatnonzero(first_missing):
+        valid = np.flatnonzero(~np.isnan(price_matrix[:, i]))
+        late[tickers[i]] = dates[valid[0]] if len(valid) else None
     if absent:
         notes.append(f"No prices at all for {', '.join(absent)}: their weight is held as cash throughout.")
     if late:
@@ -281,7 +309,7 @@ def backtest(
         "end": iso(dates[-1]),
         "rebalance": rebalance,
     }
-    samples = _curve_samples(dates)
+    samples = _curve_samples(dates, curve_every)
     curve: dict[str, list[Any]] = {"dates": [iso(dates[i]) for i in samples]}
     for label, weights in (("before", weights_before), ("after", weights_after)):
         vector = np.array([weights.get(t, 0.0) for t in tickers], dtype=float)

@@ -12,7 +12,7 @@ Conventions:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -121,22 +121,35 @@ def exposure_model(
     rows: a name below the threshold everywhere cannot exceed it in the portfolio).
     """
     assets = [asset_exposure(t, market) for t in tickers]
+    full = _model(tickers, assets)
+    return full if name_threshold is None else _restricted(full, assets, name_threshold)
+
+
+def exposure_models(
+    tickers: Sequence[str], market: MarketData, *, name_threshold: float
+) -> tuple[ExposureModel, ExposureModel]:
+    """(`exposure_model(..., name_threshold=name_threshold)`, `exposure_model(...)`) classifying each ticker once."""
+    assets = [asset_exposure(t, market) for t in tickers]
+    full = _model(tickers, assets)
+    return _restricted(full, assets, name_threshold), full
+
+
+def _model(tickers: Sequence[str], assets: Sequence[AssetExposure]) -> ExposureModel:
+    """The model keeping every look-through name, in order of first appearance."""
     n = len(assets)
     names: dict[str, int] = {}
-    for a in assets:
-        for name, weight in a.names.items():
-            is_direct = a.kind in ("stock", "unknown") and name == a.ticker
-            if name not in names and (name_threshold is None or is_direct or weight >= name_threshold):
-                names[name] = len(names)
-    names_matrix = np.zeros((len(names), n))
-    unknown = np.zeros(n)
+    rows: list[int] = []
+    cols: list[int] = []
+    values: list[float] = []
     for j, a in enumerate(assets):
         for name, weight in a.names.items():
-            i = names.get(name)
-            if i is not None:
-                names_matrix[i, j] += weight
-        if not a.names_known:
-            unknown[j] = 1.0
+            i = names.setdefault(name, len(names))
+            rows.append(i)
+            cols.append(j)
+            values.append(weight)
+    names_matrix = np.zeros((len(names), n))
+    names_matrix[rows, cols] = values  # a name appears once per asset
+    unknown = np.array([0.0 if a.names_known else 1.0 for a in assets])
     asset_class = np.column_stack([a.asset_class for a in assets]) if n else np.zeros((4, 0))
     return ExposureModel(
         tickers=tuple(tickers),
@@ -150,6 +163,20 @@ def exposure_model(
         unknown_names=unknown,
         warnings=tuple(a.warning for a in assets if a.warning),
     )
+
+
+def _restricted(full: ExposureModel, assets: Sequence[AssetExposure], name_threshold: float) -> ExposureModel:
+    """`full` keeping only the names held directly or weighing at least `name_threshold` inside some fund
+    (in order of first such appearance)."""
+    kept: dict[str, None] = {}
+    for a in assets:
+        direct = a.kind in ("stock", "unknown")
+        for name, weight in a.names.items():
+            if (weight >= name_threshold or (direct and name == a.ticker)) and name not in kept:
+                kept[name] = None
+    position = {name: i for i, name in enumerate(full.names)}
+    rows = np.array([position[name] for name in kept], dtype=int)
+    return replace(full, names=tuple(kept), names_matrix=full.names_matrix[rows])
 
 
 def snapshot_from_model(

@@ -163,7 +163,7 @@ def load_scenarios(path: str | Path = SCENARIOS_PATH) -> dict[str, list[dict[str
 
 
 def _buy_and_hold(
-    *, weights: Mapping[str, float], start_prices: pd.Series, end_prices: pd.Series
+    *, weights: Mapping[str, float], start_prices: Mapping[str, float], end_prices: Mapping[str, float]
 ) -> tuple[float, float]:
     """(return, weight held as cash because unpriced at the start) of fixed weights between two closes."""
     total = 0.0
@@ -204,8 +204,12 @@ def _episode_replay(
 
     held = sorted({t for w in weights.values() for t in w if t != CASH})
     columns = [t for t in held if t in frame.columns]
-    filled = frame.loc[:last_day, columns].ffill()
-    start_prices, end_prices = filled.loc[first_day], filled.loc[last_day]
+    # `frame` is forward-filled already (historical_stress): a fill is causal, so filling the whole
+    # frame once equals filling up to each episode's end
+    values = frame.to_numpy(dtype=float)  # one block (prices_prepare): a view, positions instead of labels
+    at = frame.columns.get_indexer(columns)
+    start_prices = dict(zip(columns, values[frame.index.get_loc(first_day), at].tolist(), strict=True))
+    end_prices = dict(zip(columns, values[frame.index.get_loc(last_day), at].tolist(), strict=True))
     item["start"], item["end"] = iso(first_day), iso(last_day)
     item["missing"] = [t for t in held if pd.isna(start_prices.get(t, math.nan))]
 
@@ -251,7 +255,7 @@ def historical_stress(
         "after": weights_normalise(weights=after, label="after"),
     }
     checked = [episode_check(episode=e, where=f"episode {i}") for i, e in enumerate(episodes)]
-    frame = prices_prepare(prices)
+    frame = prices_prepare(prices).ffill()
     return [_episode_replay(episode=e, weights=weights, frame=frame) for e in checked]
 
 

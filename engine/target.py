@@ -5,7 +5,8 @@ Construction (documented design):
    look-through sector and size mix. Target sectors = core sectors + the views' sector tilts
    (clipped at 0, renormalised); target size = the views' size mix (or the core's).
 2. Choose the sleeve v over the core and the views' preferred `vehicles` that are on the menu (all
-   equity ETFs on the menu when the core is not) (v >= 0, sum 1) minimising
+   equity ETFs on the menu when the core is not, or when the core funds on it cannot hold the whole
+   sleeve) (v >= 0, sum 1, a tilt fund at most MAX_NON_CORE_FUND unless the menu has too few funds) minimising
    |sectors(v) - target sectors|^2 + |size(v) - target size|^2 + ALPHA |v - core|_1 (one small QP,
    cached): the l1 term keeps the core as the core and moves weight into as few tilt funds as the
    exposures need (e.g. XLF for Financials, IJR for small caps).
@@ -91,6 +92,10 @@ def build_target(
     candidates = [t for t in equity_funds if t in preferred]
     if not any(t in core for t in candidates):
         candidates = equity_funds  # the core is not on the menu: let any equity fund stand in
+    elif _caps(candidates, core).sum() < 1.0:
+        # part of the core is off the menu and the preferred funds on it cannot hold the whole sleeve
+        # under their caps (e.g. views off: VXUS on the menu, VTI not): every equity fund may stand in
+        candidates += [t for t in equity_funds if t not in candidates]
     if candidates:
         sleeve = _equity_sleeve(candidates, core, target_sectors, target_size, market)
     else:
@@ -130,7 +135,9 @@ def _equity_sleeve(
     sectors = np.column_stack([e.sectors for e in exps])  # (11, c)
     size = np.column_stack([e.size for e in exps])  # (3, c)
     core_vec = np.array([float(core.get(t, 0.0)) for t in candidates])
-    caps = np.maximum(core_vec, MAX_NON_CORE_FUND)
+    caps = _caps(candidates, core)
+    if caps.sum() < 1.0:  # too few funds on the menu to respect the tilt-fund cap: share the sleeve evenly at most
+        caps = np.maximum(caps, 1.0 / len(candidates))
     v = cp.Variable(len(candidates), nonneg=True)
     objective = (
         cp.sum_squares(sectors @ v - target_sectors)
@@ -144,6 +151,11 @@ def _equity_sleeve(
     values[values < 0.005] = 0.0
     values /= values.sum()
     return {t: float(x) for t, x in zip(candidates, values, strict=True) if x > 0}
+
+
+def _caps(candidates: Sequence[str], core: Mapping[str, float]) -> np.ndarray:
+    """Upper bounds on each candidate's share of the equity sleeve: its core weight, or a tilt fund's cap."""
+    return np.maximum(np.array([float(core.get(t, 0.0)) for t in candidates]), MAX_NON_CORE_FUND)
 
 
 def _bond_sleeve(profile: Profile, menu: Sequence[str], market: MarketData) -> dict[str, float]:

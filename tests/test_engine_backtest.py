@@ -188,3 +188,50 @@ def test_partial_histories_and_gaps_on_the_bundled_prices_stay_json_safe(real_pr
     assert 150 <= len(result["curve"]["dates"]) <= 160
     assert result["curve"]["dates"][0] == result["start"] and result["curve"]["dates"][-1] == result["end"]
     json.dumps(result, allow_nan=False)
+
+
+def _growth_by_day(weights: np.ndarray, prices: np.ndarray, rebalance_days: np.ndarray) -> np.ndarray:
+    """Reference growth path, one close at a time (the rules of the module docstring, written as a loop)."""
+    priced = ~np.isnan(prices)
+    holdings = np.where(priced[0], weights, 0.0)
+    cash = 1.0 - holdings.sum()
+    values = [1.0]
+    for t in range(1, len(prices)):
+        holdings = np.where(priced[t - 1], holdings * prices[t] / np.where(priced[t - 1], prices[t - 1], 1.0), 0.0)
+        total = holdings.sum() + cash
+        values.append(total)
+        if rebalance_days[t]:
+            holdings = np.where(priced[t], weights * total, 0.0)
+            cash = total - holdings.sum()
+    return np.array(values)
+
+
+@pytest.mark.parametrize("rebalance", ["daily", "monthly", "none"])
+def test_the_growth_path_matches_a_day_by_day_replay_with_late_listings(rebalance):
+    from engine.backtest import _growth_path, _rebalance_days
+
+    rng = np.random.default_rng(7)
+    dates = pd.bdate_range("2023-01-02", periods=180)
+    prices = np.exp(np.cumsum(rng.normal(0.0, 0.02, (len(dates), 5)), axis=0))
+    prices[:40, 1] = NAN  # lists mid-February
+    prices[:150, 3] = NAN  # lists in late July
+    weights = np.array([0.3, 0.2, 0.1, 0.25, 0.05])  # 10% cash
+    flags = _rebalance_days(dates, rebalance)
+    expected = _growth_by_day(weights, prices, flags)
+    assert _growth_path(weights=weights, prices=prices, rebalance_days=flags) == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_monthly_curve_samples_month_ends_of_the_same_path(real_prices):
+    weights = {"SPY": 0.6, "BND": 0.3, CASH: 0.1}
+    weekly = backtest(before=weights, after=weights, prices=real_prices)
+    monthly = backtest(before=weights, after=weights, prices=real_prices, curve_every="monthly")
+    assert monthly["after"] == weekly["after"]  # figures use every close either way
+    dates = pd.DatetimeIndex(monthly["curve"]["dates"])
+    assert dates[0].isoformat()[:10] == monthly["start"] and monthly["curve"]["dates"][-1] == monthly["end"]
+    assert 35 <= len(dates) <= 39  # first close + 36 or 37 month-ends over 3 years
+    assert len(set(dates[1:].to_period("M"))) == len(dates) - 1  # one point per month after the first close
+    shared = dict(zip(weekly["curve"]["dates"], weekly["curve"]["before"], strict=True))
+    common = [(d, v) for d, v in zip(monthly["curve"]["dates"], monthly["curve"]["before"], strict=True) if d in shared]
+    assert len(common) >= 10 and all(shared[d] == v for d, v in common)
+    with pytest.raises(ValueError, match="curve_every"):
+        backtest(before=weights, after=weights, prices=real_prices, curve_every="daily")

@@ -29,7 +29,7 @@ from engine.scenarios import historical_stress, hypothetical_stress, load_scenar
 from engine.types import AccountCash, MarketData, Options, Position, RebalanceRequest
 from engine.views import load_views
 from portfolios.marketdata.selectors import _version_token, market_data_for, menu_tickers
-from portfolios.models import Holding, Portfolio, Security
+from portfolios.models import Account, Holding, Portfolio, Security
 
 RISK_YEARS = 3.0
 HISTORY_YEARS = 7.0  # stress episodes reach back to 2020
@@ -190,7 +190,7 @@ def compute_document(request: RebalanceRequest, market_long: MarketData) -> dict
         before=before_w, after=after_w, prices=prices, episodes=scenarios.get("historical", [])
     ) + hypothetical_stress(before=result.before, after=result.after, scenarios=scenarios.get("hypothetical", []))
     document["backtest"] = backtest(
-        before=before_w, after=after_w, prices=prices, years=RISK_YEARS, rebalance="monthly"
+        before=before_w, after=after_w, prices=prices, years=RISK_YEARS, rebalance="monthly", curve_every="monthly"
     )
     if request.views:
         document["views"] = {
@@ -212,8 +212,13 @@ def _float(value: Decimal | None) -> float | None:
 
 
 def portfolio_lots(*, portfolio: Portfolio) -> tuple[list[Lot], list[AccountCash]]:
+    return portfolio_lots_by_id(portfolio_id=portfolio.pk)
+
+
+def portfolio_lots_by_id(*, portfolio_id: int) -> tuple[list[Lot], list[AccountCash]]:
+    """The portfolio's lots and account cash (two queries, no Portfolio row needed)."""
     rows = (
-        Holding.objects.filter(account__portfolio=portfolio, shares__gt=0)
+        Holding.objects.filter(account__portfolio_id=portfolio_id, shares__gt=0)
         .order_by("account__name", "security__ticker", "id")
         .values_list("account__name", "account__account_type", "security__ticker", "shares", "cost_basis_usd",
                      "acquired_on", "pk")
@@ -225,7 +230,7 @@ def portfolio_lots(*, portfolio: Portfolio) -> tuple[list[Lot], list[AccountCash
     ]
     cash = [
         AccountCash(account=name, account_type=kind, cash=float(amount))
-        for name, kind, amount in portfolio.accounts.order_by("name", "id").values_list(
+        for name, kind, amount in Account.objects.filter(portfolio_id=portfolio_id).order_by("name", "id").values_list(
             "name", "account_type", "cash_usd"
         )
     ]
@@ -234,7 +239,12 @@ def portfolio_lots(*, portfolio: Portfolio) -> tuple[list[Lot], list[AccountCash
 
 def portfolio_document(*, portfolio: Portfolio, inputs: dict[str, Any]) -> dict[str, Any]:
     """The result document for a stored portfolio with the given run inputs."""
-    lots, cash = portfolio_lots(portfolio=portfolio)
+    return portfolio_document_by_id(portfolio_id=portfolio.pk, inputs=inputs)
+
+
+def portfolio_document_by_id(*, portfolio_id: int, inputs: dict[str, Any]) -> dict[str, Any]:
+    """`portfolio_document` from the portfolio's id (the runner has the id from its claim, not the row)."""
+    lots, cash = portfolio_lots_by_id(portfolio_id=portfolio_id)
     request, market_long = build_request(lots=lots, cash=cash, options=options_from_inputs(inputs))
     return compute_document(request, market_long)
 
