@@ -137,3 +137,26 @@ def test_a_price_refresh_fans_out_to_the_portfolios_holding_those_tickers(alice,
     for r in runs:
         done = wait_for_status(r.pk, {"done", "failed"})
         assert done.status == "done", done.error
+
+
+@pytest.mark.django_db
+def test_claim_rules(alice):
+    """Pending runs are claimed once; a running run only by the same task (a redelivery) or when stale."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from portfolios.recommendations.runner import run_claim
+
+    portfolio = Portfolio.objects.create(owner=alice, name="P")
+    run = RebalanceRun.objects.create(portfolio=portfolio, profile="moderate", inputs={"profile": "moderate"})
+    claimed = run_claim(run_id=run.pk, task_id="task-1")
+    assert claimed is not None and claimed.attempts == 1 and claimed.inputs == {"profile": "moderate"}
+    run.refresh_from_db()
+    assert run.status == "running" and run.task_id == "task-1" and run.started_at is not None
+    assert run_claim(run_id=run.pk, task_id="task-2") is None, "another task may not take a running run"
+    assert run_claim(run_id=run.pk, task_id="task-1").attempts == 2, "a redelivered task re-claims its run"
+    RebalanceRun.objects.filter(pk=run.pk).update(started_at=timezone.now() - dt.timedelta(hours=2))
+    assert run_claim(run_id=run.pk, task_id="task-3").attempts == 3, "a run stuck in running is stale"
+    RebalanceRun.objects.filter(pk=run.pk).update(status="done")
+    assert run_claim(run_id=run.pk, task_id="task-3") is None, "a done run is never computed again"

@@ -48,7 +48,10 @@ def run_claim(*, run_id: int, task_id: str = "") -> Claimed | None:
         + (" OR (status = %s AND task_id = %s)" if task_id else "")
         + ") RETURNING portfolio_id, inputs, profile, attempts"
     )
-    params: list[Any] = [running, now, task_id, run_id, RebalanceRun.Status.PENDING.value, running, stale_before]
+    adapt = connection.ops.adapt_datetimefield_value  # the backend's own datetime format (PostgreSQL or SQLite)
+    params: list[Any] = [
+        running, adapt(now), task_id, run_id, RebalanceRun.Status.PENDING.value, running, adapt(stale_before)
+    ]
     if task_id:
         params += [running, task_id]
     with connection.cursor() as cursor:
