@@ -114,6 +114,10 @@ def main() -> int:
     print(f"loaded bundled market data in {time.perf_counter() - t:.1f} s", flush=True)
     t = time.perf_counter()
     make_portfolios(args.portfolios)
+    from django.db import connection
+
+    with connection.cursor() as cursor:  # fresh planner statistics, as autovacuum keeps them in production
+        cursor.execute("ANALYZE")
     print(f"created {args.portfolios} portfolios in {time.perf_counter() - t:.1f} s", flush=True)
 
     from portfolios.models import Holding, RebalanceRun, Security
