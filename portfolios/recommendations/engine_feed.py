@@ -29,7 +29,7 @@ from engine.scenarios import historical_stress, hypothetical_stress, load_scenar
 from engine.types import AccountCash, MarketData, Options, Position, RebalanceRequest
 from engine.views import load_views
 from portfolios.marketdata.selectors import _version_token, market_data_for, menu_tickers
-from portfolios.models import Account, Holding, Portfolio, Security
+from portfolios.models import Account, Holding, Security
 
 RISK_YEARS = 3.0
 HISTORY_YEARS = 7.0  # stress episodes reach back to 2020
@@ -211,11 +211,7 @@ def _float(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 
-def portfolio_lots(*, portfolio: Portfolio) -> tuple[list[Lot], list[AccountCash]]:
-    return portfolio_lots_by_id(portfolio_id=portfolio.pk)
-
-
-def portfolio_lots_by_id(*, portfolio_id: int) -> tuple[list[Lot], list[AccountCash]]:
+def portfolio_lots(*, portfolio_id: int) -> tuple[list[Lot], list[AccountCash]]:
     """The portfolio's lots and account cash (two queries, no Portfolio row needed)."""
     rows = (
         Holding.objects.filter(account__portfolio_id=portfolio_id, shares__gt=0)
@@ -237,14 +233,10 @@ def portfolio_lots_by_id(*, portfolio_id: int) -> tuple[list[Lot], list[AccountC
     return lots, cash
 
 
-def portfolio_document(*, portfolio: Portfolio, inputs: dict[str, Any]) -> dict[str, Any]:
-    """The result document for a stored portfolio with the given run inputs."""
-    return portfolio_document_by_id(portfolio_id=portfolio.pk, inputs=inputs)
-
-
-def portfolio_document_by_id(*, portfolio_id: int, inputs: dict[str, Any]) -> dict[str, Any]:
-    """`portfolio_document` from the portfolio's id (the runner has the id from its claim, not the row)."""
-    lots, cash = portfolio_lots_by_id(portfolio_id=portfolio_id)
+def portfolio_document(*, portfolio_id: int, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The result document for a stored portfolio with the given run inputs (by id: the runner has the id
+    from its claim, not the row)."""
+    lots, cash = portfolio_lots(portfolio_id=portfolio_id)
     request, market_long = build_request(lots=lots, cash=cash, options=options_from_inputs(inputs))
     return compute_document(request, market_long)
 

@@ -74,7 +74,7 @@ def run_fail(*, run_id: int, message: str) -> None:
 def rebalance_run_execute_service(*, run_id: int, task=None) -> str:
     """The body of the Celery task. Idempotent: a run that is done, failed or claimed elsewhere is skipped."""
     from engine.errors import EngineError
-    from portfolios.recommendations.engine_feed import portfolio_document_by_id
+    from portfolios.recommendations.engine_feed import portfolio_document
 
     task_id = getattr(getattr(task, "request", None), "id", "") or ""
     run = run_claim(run_id=run_id, task_id=task_id)
@@ -82,7 +82,7 @@ def rebalance_run_execute_service(*, run_id: int, task=None) -> str:
         return "skipped"
     started = time.perf_counter()
     try:
-        document = portfolio_document_by_id(portfolio_id=run.portfolio_id, inputs=run.inputs)
+        document = portfolio_document(portfolio_id=run.portfolio_id, inputs=run.inputs)
     except EngineError as exc:
         run_fail(run_id=run_id, message=f"The optimizer could not produce a suggestion: {exc}")
         return "failed"

@@ -100,15 +100,13 @@ def recompute_after_price_refresh(*, tickers: Iterable[str], chunk_size: int = 2
             }
             new_runs = []
             for portfolio in batch:
-                inputs = run_inputs_for(portfolio)
-                run = pending.get(portfolio.id)
-                if run is None:
+                if portfolio.id not in pending:
                     new_runs.append(
                         RebalanceRun(
                             portfolio=portfolio,
                             trigger=RebalanceRun.Trigger.PRICES,
                             profile=portfolio.profile,
-                            inputs=inputs,
+                            inputs=run_inputs_for(portfolio),
                         )
                     )
                 # A pending run keeps the options it was asked with; it will simply see the new prices.
