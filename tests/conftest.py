@@ -77,8 +77,13 @@ def celery_worker_process(django_db_setup, django_db_blocker):
 
 @pytest.fixture
 def celery_worker(celery_worker_process, transactional_db):
-    """A real worker; the test runs in a transactional DB so the worker sees committed rows."""
-    return celery_worker_process
+    """A real worker; the test runs in a transactional DB so the worker sees committed rows.
+
+    On the way out it waits for the worker to finish what the test queued, before the database is
+    flushed under it.
+    """
+    yield celery_worker_process
+    celery_worker_process.wait_idle()
 
 
 MARKET_STOCKS = ["AAPL", "MSFT", "NVDA", "GOOGL", "AMZN", "META", "JPM", "BRK-B"]

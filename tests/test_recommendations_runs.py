@@ -57,9 +57,24 @@ def test_a_newer_trigger_supersedes_the_pending_run(alice):
     assert run.inputs["buy_only"] is True
 
 
-def test_the_service_computes_a_run_and_skips_it_the_second_time(alice, market):
+@pytest.fixture
+def queued(monkeypatch):
+    """Record the runs the service would queue instead of sending them.
+
+    These tests call the runner in-process; the session's real worker (alive once any broker test
+    has run) would otherwise race them for the same run.
+    """
+    from portfolios.recommendations import services
+
+    sent: list[int] = []
+    monkeypatch.setattr(services, "_enqueue", sent.append)
+    return sent
+
+
+def test_the_service_computes_a_run_and_skips_it_the_second_time(alice, market, queued):
     portfolio = make_portfolio(alice)
     run = rebalance_run_request(portfolio=portfolio, trigger="manual")
+    assert queued == [run.pk]  # queued once the request committed
     assert rebalance_run_execute_service(run_id=run.pk) == "done"
     run.refresh_from_db()
     assert run.status == "done"
@@ -72,7 +87,7 @@ def test_the_service_computes_a_run_and_skips_it_the_second_time(alice, market):
     assert rebalance_run_execute_service(run_id=run.pk) == "skipped"
 
 
-def test_an_engine_failure_is_recorded_with_a_clear_message(alice, market):
+def test_an_engine_failure_is_recorded_with_a_clear_message(alice, market, queued):
     portfolio = Portfolio.objects.create(owner=alice, name="Empty")
     Account.objects.create(portfolio=portfolio, name="Taxable", account_type="taxable")
     run = rebalance_run_request(portfolio=portfolio)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -66,6 +67,44 @@ class Worker:
                 return
             time.sleep(0.3)
         raise RuntimeError(f"worker not ready after {timeout}s; log: {self.log()}")
+
+    def wait_idle(self, timeout: float = 60.0, queues: tuple[str, ...] = ("celery",)) -> None:
+        """Wait until the queues are empty and this worker runs and holds nothing.
+
+        A test that queues follow-up work (a price refresh fans out recomputes) must not end while
+        the worker still writes: the flush after a transactional test would race it.
+        """
+        from advisor.celery import app
+
+        destination = [f"{self.name}@{socket.gethostname()}"]
+        inspect = app.control.inspect(destination=destination, timeout=1.0)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return
+            waiting = self.queued(queues)
+            busy = 0
+            if not waiting:
+                for reply in (inspect.active() or {}, inspect.reserved() or {}):
+                    busy += sum(len(tasks) for tasks in reply.values())
+            if not waiting and not busy:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"worker still busy after {timeout}s; log: {self.log()}")
+
+    @staticmethod
+    def queued(queues: tuple[str, ...]) -> int:
+        """Messages waiting in the broker's queues (a queue nobody ever sent to counts as empty)."""
+        from amqp.exceptions import ChannelError
+
+        from advisor.celery import app
+
+        total = 0
+        with app.connection_for_read() as conn:
+            for q in queues:
+                with contextlib.suppress(ChannelError):
+                    total += conn.default_channel.queue_declare(queue=q, passive=True).message_count
+        return total
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
