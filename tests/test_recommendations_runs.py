@@ -154,6 +154,30 @@ def test_a_price_refresh_fans_out_to_the_portfolios_holding_those_tickers(alice,
         assert done.status == "done", done.error
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_fan_out_queues_each_batch_as_soon_as_it_commits(alice, monkeypatch):
+    from portfolios.recommendations import services
+
+    jpm = Security.objects.create(ticker="JPM", kind="stock", priced=True)
+    portfolios = []
+    for i in range(3):
+        portfolio = Portfolio.objects.create(owner=alice, name=f"P{i}")
+        account = Account.objects.create(portfolio=portfolio, name="Taxable")
+        Holding.objects.create(account=account, security=jpm, shares=Decimal("5"))
+        portfolios.append(portfolio)
+    sent: list[tuple[list[int], int, int]] = []
+
+    def record(run_ids, chunk_size):  # what each commit hands to Celery, and how many runs exist by then
+        sent.append((list(run_ids), chunk_size, RebalanceRun.objects.count()))
+
+    monkeypatch.setattr(services, "_enqueue_chunks", record)
+    assert recompute_after_price_refresh(tickers=["JPM"], chunk_size=7, batch_size=2) == 3
+    assert [len(ids) for ids, _, _ in sent] == [2, 1]
+    assert [existing for _, _, existing in sent] == [2, 3], "the first batch is queued before the second is written"
+    assert {i for ids, _, _ in sent for i in ids} == set(RebalanceRun.objects.values_list("id", flat=True))
+    assert {size for _, size, _ in sent} == {7}
+
+
 @pytest.mark.django_db
 def test_claim_rules(alice):
     """Pending runs are claimed once; a running run only by the same task (a redelivery) or when stale."""

@@ -73,12 +73,13 @@ def _enqueue(run_id: int) -> None:
         logging.getLogger(__name__).warning("could not queue run %s: broker unavailable", run_id)
 
 
-def recompute_after_price_refresh(*, tickers: Iterable[str], chunk_size: int = 25) -> int:
+def recompute_after_price_refresh(*, tickers: Iterable[str], chunk_size: int = 25, batch_size: int = 1000) -> int:
     """Queue a run for every portfolio holding any of `tickers`, fanned out in chunks.
 
-    Pending runs are created (or superseded) in bulk; once the transaction commits, the run ids
-    go to the workers as Celery chunks, so each worker process solves many portfolios in a row and
-    keeps its compiled optimisation problems. Returns how many portfolios were queued.
+    Pending runs are created (or superseded) in bulk, `batch_size` portfolios per transaction; as each
+    batch commits, its run ids go to the workers as Celery chunks (so the workers start on the first
+    batch while the next is written), and each worker process solves many portfolios in a row,
+    keeping its compiled optimisation problems. Returns how many portfolios were queued.
     """
     tickers = list(tickers)
     if not tickers:
@@ -88,9 +89,8 @@ def recompute_after_price_refresh(*, tickers: Iterable[str], chunk_size: int = 2
         .values_list("id", flat=True)
         .distinct()
     )
-    run_ids: list[int] = []
-    for start in range(0, len(portfolio_ids), 1000):
-        batch = Portfolio.objects.filter(id__in=portfolio_ids[start : start + 1000])
+    for start in range(0, len(portfolio_ids), batch_size):
+        batch = Portfolio.objects.filter(id__in=portfolio_ids[start : start + batch_size])
         with transaction.atomic():
             pending = {
                 run.portfolio_id: run
@@ -115,8 +115,8 @@ def recompute_after_price_refresh(*, tickers: Iterable[str], chunk_size: int = 2
                     trigger=RebalanceRun.Trigger.PRICES
                 )
             created = RebalanceRun.objects.bulk_create(new_runs)
-            run_ids += [run.pk for run in pending.values()] + [run.pk for run in created]
-    transaction.on_commit(lambda: _enqueue_chunks(run_ids, chunk_size))
+            run_ids = [run.pk for run in pending.values()] + [run.pk for run in created]
+            transaction.on_commit(lambda run_ids=run_ids: _enqueue_chunks(run_ids, chunk_size))
     return len(portfolio_ids)
 
 
