@@ -29,7 +29,7 @@ from engine.scenarios import historical_stress, hypothetical_stress, load_scenar
 from engine.types import AccountCash, MarketData, Options, Position, RebalanceRequest
 from engine.views import load_views
 from portfolios.marketdata.selectors import _version_token, market_data_for, menu_tickers
-from portfolios.models import Account, Holding, Security
+from portfolios.models import Account, Security
 
 RISK_YEARS = 3.0
 HISTORY_YEARS = 7.0  # stress episodes reach back to 2020
@@ -212,24 +212,24 @@ def _float(value: Decimal | None) -> float | None:
 
 
 def portfolio_lots(*, portfolio_id: int) -> tuple[list[Lot], list[AccountCash]]:
-    """The portfolio's lots and account cash (two queries, no Portfolio row needed)."""
+    """The portfolio's lots and account cash, in one query (accounts left-joined to their holdings).
+
+    Lots come ordered by account name (unique within a portfolio), ticker and row id; cash by account name.
+    """
     rows = (
-        Holding.objects.filter(account__portfolio_id=portfolio_id, shares__gt=0)
-        .order_by("account__name", "security__ticker", "id")
-        .values_list("account__name", "account__account_type", "security__ticker", "shares", "cost_basis_usd",
-                     "acquired_on", "pk")
+        Account.objects.filter(portfolio_id=portfolio_id)
+        .order_by("name", "holdings__security__ticker", "holdings__id")
+        .values_list("name", "account_type", "cash_usd", "holdings__security__ticker", "holdings__shares",
+                     "holdings__cost_basis_usd", "holdings__acquired_on", "holdings__id")
     )
-    lots = [
-        Lot(account=name, account_type=kind, ticker=ticker, shares=float(shares), cost_basis=_float(basis),
-            acquired=acquired, lot_id=str(pk))
-        for name, kind, ticker, shares, basis, acquired, pk in rows
-    ]
-    cash = [
-        AccountCash(account=name, account_type=kind, cash=float(amount))
-        for name, kind, amount in Account.objects.filter(portfolio_id=portfolio_id).order_by("name", "id").values_list(
-            "name", "account_type", "cash_usd"
-        )
-    ]
+    lots: list[Lot] = []
+    cash: list[AccountCash] = []
+    for name, kind, amount, ticker, shares, basis, acquired, pk in rows:
+        if not cash or cash[-1].account != name:
+            cash.append(AccountCash(account=name, account_type=kind, cash=float(amount)))
+        if pk is not None and shares > 0:
+            lots.append(Lot(account=name, account_type=kind, ticker=ticker, shares=float(shares),
+                            cost_basis=_float(basis), acquired=acquired, lot_id=str(pk)))
     return lots, cash
 
 
