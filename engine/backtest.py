@@ -35,6 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -152,34 +153,24 @@ def iso(day: pd.Timestamp | dt.date) -> str:
 class PriceHistory:
     """One price frame prepared once for the backtest and the historical stress tests.
 
-    Holds the prepared frame (``prices_prepare``), its dates, each ticker's column position, the closes
-    forward-filled (computed on first use) and a small memo of derived tables (a backtest window's growth
-    paths, an episode's price moves), each built once over every column of the frame, so that a portfolio
-    only picks out the columns it holds. Thread-safe; the source frame must not be modified afterwards
-    (``PRICE_HISTORIES`` keeps one per frame object).
+    Holds the frame's dates, each ticker's column position, the closes filled forward and a small memo of
+    derived tables (a backtest window's growth paths, an episode's price moves), each built once over every
+    column, so that a portfolio only picks out the columns it holds. It keeps no reference to the frame it
+    was built from. Thread-safe.
     """
 
     def __init__(self, prices: pd.DataFrame, *, keep: int = 8) -> None:
-        self.source = prices
-        self.frame = prices_prepare(prices)
-        self.index = pd.DatetimeIndex(self.frame.index)
-        self.positions: dict[str, int] = {str(t): j for j, t in enumerate(self.frame.columns)}
-        self.empty = bool(self.frame.empty)
+        frame = prices_prepare(prices)
+        self.index = pd.DatetimeIndex(frame.index)
+        self.positions: dict[str, int] = {str(t): j for j, t in enumerate(frame.columns)}
+        self.empty = bool(frame.empty)
+        # (dates, tickers): gaps after a ticker's first price carried forward. A fill is causal, so filling
+        # the whole frame once equals filling up to any window's or episode's end.
+        self.filled: np.ndarray = frame.ffill().to_numpy(dtype=float)
         self._keep = keep
-        self._filled: np.ndarray | None = None
         self._days: dict[dt.date, pd.Timestamp | None] = {}
         self._memo: OrderedDict[tuple, Any] = OrderedDict()
         self._lock = threading.RLock()
-
-    def filled(self) -> np.ndarray:
-        """The closes, shape (dates, tickers), with gaps after a ticker's first price carried forward.
-
-        A fill is causal: filling the whole frame once equals filling up to any window's end.
-        """
-        with self._lock:
-            if self._filled is None:
-                self._filled = self.frame.ffill().to_numpy(dtype=float)
-            return self._filled
 
     def last_trading_day(self, day: dt.date) -> pd.Timestamp | None:
         """``last_trading_day`` of the frame's dates (remembered per day)."""
@@ -210,27 +201,34 @@ class PriceHistory:
 
 
 class PriceHistories:
-    """Process cache: price frame object -> its ``PriceHistory``. The last ``keep`` frames are remembered,
-    each with a reference so its id cannot be reused; a frame passed again is assumed unchanged. Thread-safe."""
+    """Process cache: price frame object -> its ``PriceHistory``, while the frame lives and is among the last
+    ``keep`` used. A weak reference identifies the frame (so a reused id is not mistaken for it, and the
+    history of a frame that is gone is dropped at the next build); a frame passed again is assumed unchanged.
+    Thread-safe."""
 
     def __init__(self, keep: int = 4) -> None:
         self.keep = keep
-        self._histories: OrderedDict[int, PriceHistory] = OrderedDict()
+        self._histories: OrderedDict[int, tuple[weakref.ref[pd.DataFrame], PriceHistory]] = OrderedDict()
         self._lock = threading.Lock()
         self.builds = 0
 
     def get(self, prices: pd.DataFrame) -> PriceHistory:
         with self._lock:
             found = self._histories.get(id(prices))
-            if found is not None and found.source is prices:
+            if found is not None and found[0]() is prices:
                 self._histories.move_to_end(id(prices))
-                return found
+                return found[1]
+            for key in [key for key, (frame, _) in self._histories.items() if frame() is None]:
+                del self._histories[key]
             history = PriceHistory(prices)
             self.builds += 1
-            self._histories[id(prices)] = history
+            self._histories[id(prices)] = (weakref.ref(prices), history)
             while len(self._histories) > self.keep:
                 self._histories.popitem(last=False)
             return history
+
+    def __len__(self) -> int:
+        return len(self._histories)
 
     def clear(self) -> None:
         with self._lock:
@@ -361,7 +359,7 @@ def _curve_samples(dates: pd.DatetimeIndex, every: str = "weekly") -> np.ndarray
 class _Window:
     """What a backtest window holds for every column of a frame (``_window``)."""
 
-    dates: pd.DatetimeIndex  # the closes used
+    dates: list[str]  # the closes used (ISO)
     days: int  # calendar days from the first to the last
     samples: np.ndarray  # positions of the curve's points
     sample_dates: list[str]  # their ISO dates
@@ -374,15 +372,16 @@ def _window(
 ) -> _Window:
     first, last = history.index.get_loc(first_day), history.index.get_loc(last_day)
     dates = history.index[first : last + 1]
-    prices = history.filled()[first : last + 1]
+    prices = history.filled[first : last + 1]
     priced = ~np.isnan(prices)
     first_price = np.where(priced.any(axis=0), priced.argmax(axis=0), -1)
     samples = _curve_samples(dates, curve_every)
+    days = [iso(day) for day in dates]
     return _Window(
-        dates=dates,
+        dates=days,
         days=(dates[-1] - dates[0]).days,
         samples=samples,
-        sample_dates=[iso(dates[i]) for i in samples],
+        sample_dates=[days[i] for i in samples],
         first_price=first_price,
         paths=GrowthPaths.build(prices=prices, rebalance_days=_rebalance_days(dates, rebalance)),
     )
@@ -477,14 +476,14 @@ def backtest(
     )
     at = history.at(tickers)
     first_price = window.first_price[at].tolist()
-    late: dict[str, pd.Timestamp | None] = {
+    late: dict[str, str | None] = {  # {ticker without a price on the first day: its first day with one}
         t: (window.dates[p] if p >= 0 else None) for t, p in zip(tickers, first_price, strict=True) if p != 0
     }
     if absent:
         notes.append(f"No prices at all for {', '.join(absent)}: their weight is held as cash throughout.")
     if late:
         listed = ", ".join(
-            f"{t} (no prices in the window)" if day is None else f"{t} (from {iso(day)})" for t, day in late.items()
+            f"{t} (no prices in the window)" if day is None else f"{t} (from {day})" for t, day in late.items()
         )
         when = {
             "none": "for the whole window (buy-and-hold from the first day)",
@@ -494,8 +493,8 @@ def backtest(
         notes.append(f"Partial history for {listed}: the weight is held as cash {when}.")
 
     result: dict[str, Any] = {
-        "start": iso(window.dates[0]),
-        "end": iso(window.dates[-1]),
+        "start": window.dates[0],
+        "end": window.dates[-1],
         "rebalance": rebalance,
     }
     paths = window.paths.columns(at)

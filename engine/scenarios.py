@@ -214,7 +214,7 @@ def _episode_prices(history: PriceHistory, start: dt.date, end: dt.date) -> _Epi
         note = f"Not replayed: no trading day between {start} and {end}."
         return _EpisodePrices(start.isoformat(), end.isoformat(), note, False, {})
 
-    filled = history.filled()
+    filled = history.filled
     start_prices = filled[index.get_loc(first_day)]
     end_prices = filled[index.get_loc(last_day)]
     priced = ~np.isnan(start_prices)

@@ -4,6 +4,7 @@ on a whole-market frame shared by many portfolios equal, exactly, the same compu
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import threading
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def test_historical_stress_on_the_shared_frame_equals_the_frame_of_the_held_colu
 def test_picked_growth_paths_equal_paths_built_on_those_columns_bit_for_bit(real_prices, rebalance):
     history = PriceHistory(real_prices)
     window = slice(800, 1400)
-    prices = history.filled()[window]
+    prices = history.filled[window]
     flags = _rebalance_days(history.index[window], rebalance)
     paths = GrowthPaths.build(prices=prices, rebalance_days=flags)
     rng = np.random.default_rng(3)
@@ -131,10 +132,7 @@ def test_picked_growth_paths_equal_paths_built_on_those_columns_bit_for_bit(real
 
 
 def test_the_forward_fill_is_the_frame_filled_by_pandas(real_prices):
-    history = PriceHistory(real_prices)
-    filled = history.filled()
-    assert filled is history.filled()  # computed once
-    np.testing.assert_array_equal(filled, real_prices.ffill().to_numpy())
+    np.testing.assert_array_equal(PriceHistory(real_prices).filled, real_prices.ffill().to_numpy())
 
 
 def test_a_history_is_built_once_per_frame_object_and_only_the_last_few_are_kept(real_prices):
@@ -142,13 +140,30 @@ def test_a_history_is_built_once_per_frame_object_and_only_the_last_few_are_kept
     cache = PriceHistories(keep=2)
     first = cache.get(frames[0])
     assert cache.get(frames[0]) is first and cache.builds == 1
-    assert first.source is frames[0] and list(first.positions) == list(frames[0].columns)
+    assert list(first.positions) == list(frames[0].columns)
     assert cache.get(frames[0].copy()) is not first  # an equal frame is another object: its own history
     cache.get(frames[1])
     cache.get(frames[2])  # evicts the first frame's history
     assert cache.builds == 4
     assert cache.get(frames[0]) is not first and cache.builds == 5
     assert price_history(real_prices) is price_history(real_prices)  # the process cache
+
+
+def test_the_history_of_a_frame_that_is_gone_is_dropped_and_its_id_not_mistaken(real_prices):
+    cache = PriceHistories(keep=4)
+    frame = real_prices.iloc[:, :5].copy()
+    gone = id(frame)
+    cache.get(frame)
+    del frame
+    gc.collect()
+    # a new frame may reuse the id: a history is only found for the very frame it was built from
+    for _ in range(20):
+        other = pd.DataFrame({"X": [1.0, 2.0]}, index=pd.to_datetime(["2024-01-02", "2024-01-03"]))
+        history = cache.get(other)
+        assert list(history.positions) == ["X"]
+        if id(other) == gone:
+            break
+    assert len(cache) == 1  # only the live frame's history is left
 
 
 def test_histories_answer_trading_days_and_tables_once(real_prices):
