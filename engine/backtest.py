@@ -292,7 +292,8 @@ class GrowthPaths:
 
     @cached_property
     def by_close(self) -> np.ndarray:
-        """``relatives`` one row per close, shape (T-1, n), C-ordered (computed once)."""
+        """``relatives`` one row per close, shape (T-1, n), C-ordered (computed once): the einsum in ``values``
+        then sums each close's row in one contiguous run, the same order whatever frame the columns came from."""
         return np.ascontiguousarray(self.relatives.T)
 
     def columns(self, at: np.ndarray) -> GrowthPaths:
