@@ -22,13 +22,24 @@ Rules (the same for both weight sets):
 
 The result is hypothetical: the proposal was chosen with knowledge of this very history, and the
 note says so in plain words.
+
+Many portfolios, one frame: everything that depends on the prices only (the forward fill, each window's
+rebalancing dates and every ticker's price relatives, each stress episode's price moves) is computed once per
+frame object by ``PriceHistory`` (kept in ``PRICE_HISTORIES``, also used by ``engine.scenarios``) over all
+its columns; a portfolio picks out the columns it holds, with the same arithmetic as on a frame of those
+columns alone. A frame passed in must therefore not be modified afterwards (pass a new frame instead).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -41,6 +52,7 @@ CURVE_CHOICES = {"weekly": "W", "monthly": "M"}  # curve sampling: last close of
 WEIGHT_SUM_TOLERANCE = 0.01  # |sum(weights) - 1| above this is refused, below it renormalised
 TRADING_DAYS_PER_YEAR = 252
 DAYS_PER_YEAR = 365.25
+MAX_REMEMBERED_DAYS = 256  # PriceHistory.last_trading_day answers kept per frame
 
 
 class WeightsError(ValueError):
@@ -57,13 +69,16 @@ def weights_normalise(*, weights: Mapping[str, float], label: str) -> dict[str, 
     """
     cleaned: dict[str, float] = {}
     for ticker, raw in weights.items():
-        if isinstance(raw, bool) or not isinstance(raw, int | float | np.floating | np.integer):
+        if type(raw) is not float and (  # plain floats (the usual case) skip the slower checks
+            isinstance(raw, bool) or not isinstance(raw, int | float | np.floating | np.integer)
+        ):
             raise WeightsError(f"{label} weights: {ticker!r} has a non-numeric weight {raw!r}")
         value = float(raw)
         if not math.isfinite(value):
             raise WeightsError(f"{label} weights: {ticker!r} has a weight that is not finite ({value})")
         if value != 0.0:
-            cleaned[str(ticker)] = cleaned.get(str(ticker), 0.0) + value
+            key = ticker if type(ticker) is str else str(ticker)
+            cleaned[key] = cleaned.get(key, 0.0) + value
     total = sum(cleaned.values())
     if not cleaned:
         raise WeightsError(f"{label} weights are empty or all zero")
@@ -124,8 +139,108 @@ def round6(value: float | None) -> float | None:
     return round(float(value), 6)
 
 
+def round6_all(values: np.ndarray) -> list[float | None]:
+    """``round6`` of each value of a 1-d array, as a list."""
+    if np.isfinite(values).all():
+        return [round(v, 6) for v in values.tolist()]
+    return [round6(v) for v in values.tolist()]
+
+
 def iso(day: pd.Timestamp | dt.date) -> str:
     return (day.date() if isinstance(day, pd.Timestamp) else day).isoformat()
+
+
+class PriceHistory:
+    """One price frame prepared once for the backtest and the historical stress tests.
+
+    Holds the frame's dates, each ticker's column position, the closes filled forward and a small memo of
+    derived tables (a backtest window's growth paths, an episode's price moves), each built once over every
+    column, so that a portfolio only picks out the columns it holds. It keeps no reference to the frame it
+    was built from. Thread-safe.
+    """
+
+    def __init__(self, prices: pd.DataFrame, *, keep: int = 8) -> None:
+        frame = prices_prepare(prices)
+        self.index = pd.DatetimeIndex(frame.index)
+        self.positions: dict[str, int] = {str(t): j for j, t in enumerate(frame.columns)}
+        self.empty = bool(frame.empty)
+        # (dates, tickers): gaps after a ticker's first price carried forward. A fill is causal, so filling
+        # the whole frame once equals filling up to any window's or episode's end.
+        self.filled: np.ndarray = frame.ffill().to_numpy(dtype=float)
+        self._keep = keep
+        self._days: dict[dt.date, pd.Timestamp | None] = {}
+        self._memo: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.RLock()
+
+    def last_trading_day(self, day: dt.date) -> pd.Timestamp | None:
+        """``last_trading_day`` of the frame's dates (remembered per day)."""
+        try:
+            return self._days[day]
+        except KeyError:
+            found = last_trading_day(self.index, day)
+        if len(self._days) >= MAX_REMEMBERED_DAYS:
+            self._days.clear()
+        self._days[day] = found
+        return found
+
+    def at(self, tickers: Sequence[str]) -> np.ndarray:
+        """Column positions of ``tickers`` (each must be a column), shape (len(tickers),)."""
+        return np.array([self.positions[t] for t in tickers], dtype=np.intp)
+
+    def memo(self, key: tuple, build: Callable[[], Any]) -> Any:
+        """The table for ``key``, built with ``build()`` on first use (the last ``keep`` are remembered)."""
+        with self._lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key]
+            value = build()
+            self._memo[key] = value
+            while len(self._memo) > self._keep:
+                self._memo.popitem(last=False)
+            return value
+
+
+class PriceHistories:
+    """Process cache: price frame object -> its ``PriceHistory``, while the frame lives and is among the last
+    ``keep`` used. A weak reference identifies the frame (so a reused id is not mistaken for it, and the
+    history of a frame that is gone is dropped at the next build); a frame passed again is assumed unchanged.
+    Thread-safe."""
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep
+        self._histories: OrderedDict[int, tuple[weakref.ref[pd.DataFrame], PriceHistory]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.builds = 0
+
+    def get(self, prices: pd.DataFrame) -> PriceHistory:
+        with self._lock:
+            found = self._histories.get(id(prices))
+            if found is not None and found[0]() is prices:
+                self._histories.move_to_end(id(prices))
+                return found[1]
+            for key in [key for key, (frame, _) in self._histories.items() if frame() is None]:
+                del self._histories[key]
+            history = PriceHistory(prices)
+            self.builds += 1
+            self._histories[id(prices)] = (weakref.ref(prices), history)
+            while len(self._histories) > self.keep:
+                self._histories.popitem(last=False)
+            return history
+
+    def __len__(self) -> int:
+        return len(self._histories)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._histories.clear()
+
+
+PRICE_HISTORIES = PriceHistories()
+
+
+def price_history(prices: pd.DataFrame) -> PriceHistory:
+    """The ``PriceHistory`` of a price frame (built on its first use in this process)."""
+    return PRICE_HISTORIES.get(prices)
 
 
 def _rebalance_days(dates: pd.DatetimeIndex, rebalance: str) -> np.ndarray:
@@ -140,33 +255,75 @@ def _rebalance_days(dates: pd.DatetimeIndex, rebalance: str) -> np.ndarray:
     return flags
 
 
+@dataclass(frozen=True)
+class GrowthPaths:
+    """The part of the growth paths of n tickers over T closes that does not depend on the weights.
+
+    Between two resets nothing trades, so the value at close t of the period that began at reset a is
+    V(a) * (1 - sum(w') + sum(w' * p(t) / p(a))) with w' the weights of the tickers priced at a (the
+    others are held as cash until a reset finds a price): no loop over days, only a product over resets.
+    What is kept per ticker (priced at each reset, price relative to the period's reset) is what a
+    portfolio needs; ``columns`` picks its tickers out of paths built once for a whole frame.
+    """
+
+    closes: int  # T
+    period: np.ndarray  # (T-1,) the reset (index into the resets) each close t >= 1 grows from
+    ends: np.ndarray  # (resets-1,) positions in the growth (closes 1..T-1) where a period ends at a reset
+    priced: np.ndarray  # (resets, n) bool: the ticker has a price at the reset
+    # (n, T-1) price at close t / price at the reset of its period, 1 while unpriced: one row per ticker,
+    # so that picking a portfolio's tickers out of a whole frame reads a few contiguous rows
+    relatives: np.ndarray
+
+    @classmethod
+    def build(cls, *, prices: np.ndarray, rebalance_days: np.ndarray) -> GrowthPaths:
+        """prices: adjusted closes, shape (T, n), NaN only before a ticker's first price (gaps already filled).
+        rebalance_days: shape (T,), True where holdings are reset to target at that close."""
+        T, n = prices.shape
+        if T < 2:
+            nothing = np.zeros(0, dtype=np.intp)
+            return cls(T, nothing, nothing, np.zeros((0, n), dtype=bool), np.zeros((n, 0)))
+        priced = ~np.isnan(prices)
+        safe = np.where(priced, prices, 1.0)
+        anchors = np.flatnonzero(rebalance_days[1:]) + 1  # resets after the first close
+        anchors = np.concatenate([[0], anchors[anchors < T]])
+        period = np.searchsorted(anchors, np.arange(1, T), side="left") - 1
+        relatives = safe[1:] / safe[anchors[period]]
+        return cls(T, period, anchors[1:] - 1, priced[anchors], np.ascontiguousarray(relatives.T))
+
+    @cached_property
+    def by_close(self) -> np.ndarray:
+        """``relatives`` one row per close, shape (T-1, n), C-ordered (computed once): the einsum in ``values``
+        then sums each close's row in one contiguous run, the same order whatever frame the columns came from."""
+        return np.ascontiguousarray(self.relatives.T)
+
+    def columns(self, at: np.ndarray) -> GrowthPaths:
+        """The paths of the tickers at positions ``at`` (shape (k,)), in that order."""
+        return replace(self, priced=self.priced.take(at, axis=1), relatives=self.relatives.take(at, axis=0))
+
+    def values(self, weights: np.ndarray) -> np.ndarray:
+        """Value of a portfolio worth 1 at the first close, shape (T,).
+
+        weights: target fractions per ticker, shape (n,); the rest (1 - sum) is cash at 0% return.
+        """
+        values = np.ones(self.closes)
+        if self.closes < 2:
+            return values
+        held = np.where(self.priced, weights, 0.0)  # (resets, n) weights held at each reset
+        growth = 1.0 - held.sum(axis=1)[self.period] + np.einsum("tn,tn->t", self.by_close, held[self.period])
+        # value at each reset: the product of the growth of the periods that ended there
+        anchor_values = np.cumprod(np.concatenate([[1.0], growth[self.ends]]))
+        values[1:] = anchor_values[self.period] * growth
+        return values
+
+
 def _growth_path(*, weights: np.ndarray, prices: np.ndarray, rebalance_days: np.ndarray) -> np.ndarray:
-    """Value of a portfolio worth 1 at the first close, shape (T,).
+    """Value of a portfolio worth 1 at the first close, shape (T,) (``GrowthPaths`` in one go).
 
     weights: target fractions per ticker, shape (n,); the rest (1 - sum) is cash at 0% return.
     prices: adjusted closes, shape (T, n), NaN only before a ticker's first price (gaps already filled).
     rebalance_days: shape (T,), True where holdings are reset to target at that close.
-
-    Between two resets nothing trades, so the value at close t of the period that began at close a is
-    V(a) * (1 - sum(w') + sum(w' * p(t) / p(a))) with w' the weights of the tickers priced at a (the
-    others are held as cash until a reset finds a price): no loop over days, only a product over resets.
     """
-    T = len(prices)
-    values = np.ones(T)
-    if T < 2:
-        return values
-    priced = ~np.isnan(prices)
-    safe = np.where(priced, prices, 1.0)
-    anchors = np.flatnonzero(rebalance_days[1:]) + 1  # resets after the first close
-    anchors = np.concatenate([[0], anchors[anchors < T]])
-    period = np.searchsorted(anchors, np.arange(1, T), side="left") - 1  # the reset each day t >= 1 grows from
-    start = anchors[period]  # (T-1,)
-    held = np.where(priced[anchors], weights, 0.0)  # (resets, n) weights held at each reset
-    growth = 1.0 - held.sum(axis=1)[period] + np.einsum("tn,tn->t", safe[1:] / safe[start], held[period])
-    # value at each reset: the product of the growth of the periods that ended there
-    anchor_values = np.cumprod(np.concatenate([[1.0], growth[anchors[1:] - 1]]))
-    values[1:] = anchor_values[period] * growth
-    return values
+    return GrowthPaths.build(prices=prices, rebalance_days=rebalance_days).values(weights)
 
 
 def _metrics(*, values: np.ndarray, days: int) -> tuple[dict[str, float | None], list[str]]:
@@ -199,6 +356,38 @@ def _curve_samples(dates: pd.DatetimeIndex, every: str = "weekly") -> np.ndarray
     return np.unique(np.concatenate([[0], last_of_period]))
 
 
+@dataclass(frozen=True)
+class _Window:
+    """What a backtest window holds for every column of a frame (``_window``)."""
+
+    dates: list[str]  # the closes used (ISO)
+    days: int  # calendar days from the first to the last
+    samples: np.ndarray  # positions of the curve's points
+    sample_dates: list[str]  # their ISO dates
+    first_price: np.ndarray  # (tickers,) position of each column's first price in the window, -1 if none
+    paths: GrowthPaths  # every column
+
+
+def _window(
+    history: PriceHistory, first_day: pd.Timestamp, last_day: pd.Timestamp, rebalance: str, curve_every: str
+) -> _Window:
+    first, last = history.index.get_loc(first_day), history.index.get_loc(last_day)
+    dates = history.index[first : last + 1]
+    prices = history.filled[first : last + 1]
+    priced = ~np.isnan(prices)
+    first_price = np.where(priced.any(axis=0), priced.argmax(axis=0), -1)
+    samples = _curve_samples(dates, curve_every)
+    days = [iso(day) for day in dates]
+    return _Window(
+        dates=days,
+        days=(dates[-1] - dates[0]).days,
+        samples=samples,
+        sample_dates=[days[i] for i in samples],
+        first_price=first_price,
+        paths=GrowthPaths.build(prices=prices, rebalance_days=_rebalance_days(dates, rebalance)),
+    )
+
+
 def _empty_result(*, start: str, end: str, rebalance: str, note: str) -> dict[str, Any]:
     blank = {"return_annual": None, "volatility": None, "max_drawdown": None}
     return {
@@ -226,7 +415,9 @@ def backtest(
     """Replay the ``before`` and ``after`` weights over past prices (see the module docstring for the rules).
 
     before/after: {ticker: fraction of total value}, ``CASH`` included.
-    prices: DataFrame indexed by date, one column per ticker, adjusted closes in USD, NaN = no price.
+    prices: DataFrame indexed by date, one column per ticker, adjusted closes in USD, NaN = no price; not
+    modified, and not to be modified afterwards (its tables are kept per frame object, see the module
+    docstring), so passing the same whole-market frame for every portfolio is the cheap way.
     start/end: the window (default: the ``years`` calendar years up to the last price date).
     rebalance: "monthly" | "daily" | "none".
     curve_every: "weekly" | "monthly": the curve's points (first close, then each week's or month's last close).
@@ -244,8 +435,8 @@ def backtest(
         raise ValueError(f"years must be positive, not {years!r}")
     weights_before = weights_normalise(weights=before, label="before")
     weights_after = weights_normalise(weights=after, label="after")
-    frame = prices_prepare(prices)
-    if frame.empty:
+    history = price_history(prices)
+    if history.empty:
         return _empty_result(
             start=iso(start) if start else "",
             end=iso(end) if end else "",
@@ -253,7 +444,7 @@ def backtest(
             note="Hypothetical backtest not computed: there are no prices.",
         )
 
-    end_requested = as_date(end) if end is not None else frame.index[-1].date()
+    end_requested = as_date(end) if end is not None else history.index[-1].date()
     if start is not None:
         start_requested = as_date(start)
     else:
@@ -262,10 +453,10 @@ def backtest(
         raise ValueError(f"backtest start {start_requested} must be before its end {end_requested}")
 
     notes: list[str] = []
-    last_day = last_trading_day(frame.index, end_requested)
-    first_day = last_trading_day(frame.index, start_requested)
+    last_day = history.last_trading_day(end_requested)
+    first_day = history.last_trading_day(start_requested)
     if first_day is None:
-        first_day = frame.index[0]
+        first_day = history.index[0]
         notes.append(f"Prices begin on {iso(first_day)}, after the requested start {start_requested}.")
     if last_day is not None and last_day.date() < end_requested and end is not None:
         notes.append(f"Prices end on {iso(last_day)}, before the requested end {end_requested}.")
@@ -278,22 +469,22 @@ def backtest(
         )
 
     held = sorted({t for w in (weights_before, weights_after) for t in w if t != CASH})
-    absent = [t for t in held if t not in frame.columns]
-    tickers = [t for t in held if t in frame.columns]
-    window = frame.loc[:last_day, tickers].ffill().loc[first_day:]
-    dates = pd.DatetimeIndex(window.index)
-    price_matrix = window.to_numpy(dtype=float)
-
-    first_missing = np.isnan(price_matrix[0]) if len(price_matrix) else np.zeros(len(tickers), dtype=bool)
-    late: dict[str, pd.Timestamp | None] = {}
-    for i in np.flatnonzero(first_missing):
-        valid = np.flatnonzero(~np.isnan(price_matrix[:, i]))
-        late[tickers[i]] = dates[valid[0]] if len(valid) else None
+    absent = [t for t in held if t not in history.positions]
+    tickers = [t for t in held if t in history.positions]
+    window: _Window = history.memo(
+        ("backtest", first_day, last_day, rebalance, curve_every),
+        lambda: _window(history, first_day, last_day, rebalance, curve_every),
+    )
+    at = history.at(tickers)
+    first_price = window.first_price[at].tolist()
+    late: dict[str, str | None] = {  # {ticker without a price on the first day: its first day with one}
+        t: (window.dates[p] if p >= 0 else None) for t, p in zip(tickers, first_price, strict=True) if p != 0
+    }
     if absent:
         notes.append(f"No prices at all for {', '.join(absent)}: their weight is held as cash throughout.")
     if late:
         listed = ", ".join(
-            f"{t} (no prices in the window)" if day is None else f"{t} (from {iso(day)})" for t, day in late.items()
+            f"{t} (no prices in the window)" if day is None else f"{t} (from {day})" for t, day in late.items()
         )
         when = {
             "none": "for the whole window (buy-and-hold from the first day)",
@@ -302,21 +493,19 @@ def backtest(
         }[rebalance]
         notes.append(f"Partial history for {listed}: the weight is held as cash {when}.")
 
-    flags = _rebalance_days(dates, rebalance)
-    days = (dates[-1] - dates[0]).days
     result: dict[str, Any] = {
-        "start": iso(dates[0]),
-        "end": iso(dates[-1]),
+        "start": window.dates[0],
+        "end": window.dates[-1],
         "rebalance": rebalance,
     }
-    samples = _curve_samples(dates, curve_every)
-    curve: dict[str, list[Any]] = {"dates": [iso(dates[i]) for i in samples]}
+    paths = window.paths.columns(at)
+    curve: dict[str, list[Any]] = {"dates": list(window.sample_dates)}
     for label, weights in (("before", weights_before), ("after", weights_after)):
         vector = np.array([weights.get(t, 0.0) for t in tickers], dtype=float)
-        values = _growth_path(weights=vector, prices=price_matrix, rebalance_days=flags)
-        figures, metric_notes = _metrics(values=values, days=days)
+        values = paths.values(vector)
+        figures, metric_notes = _metrics(values=values, days=window.days)
         result[label] = figures
-        curve[label] = [round6(values[i]) for i in samples]
+        curve[label] = round6_all(values[window.samples])
         notes.extend(f"{label}: {n}." for n in metric_notes)
 
     how = {

@@ -40,12 +40,21 @@ import datetime as dt
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from engine.backtest import as_date, iso, last_trading_day, prices_prepare, round6, weights_normalise
+from engine.backtest import (
+    PriceHistory,
+    as_date,
+    iso,
+    price_history,
+    round6,
+    weights_normalise,
+)
 from engine.types import CASH, GICS_SECTORS, SIZES, Snapshot
 
 SCENARIOS_PATH = Path(__file__).resolve().parent.parent / "data" / "scenarios.json"
@@ -162,70 +171,92 @@ def load_scenarios(path: str | Path = SCENARIOS_PATH) -> dict[str, list[dict[str
     return {"historical": historical, "hypothetical": hypothetical}
 
 
-def _buy_and_hold(
-    *, weights: Mapping[str, float], start_prices: Mapping[str, float], end_prices: Mapping[str, float]
-) -> tuple[float, float]:
-    """(return, weight held as cash because unpriced at the start) of fixed weights between two closes."""
+def _buy_and_hold(*, weights: Mapping[str, float], moves: Mapping[str, float]) -> tuple[float, float]:
+    """(return, weight held as cash because unpriced at the start) of fixed weights between two closes.
+
+    moves: {ticker priced at the start: end price / start price - 1} (``_episode_prices``).
+    """
     total = 0.0
     unpriced = 0.0
     for ticker, weight in weights.items():
         if ticker == CASH:
             continue
-        p0 = start_prices.get(ticker, math.nan)
-        if pd.isna(p0):
+        move = moves.get(ticker)
+        if move is None:
             unpriced += weight
             continue
-        total += weight * (float(end_prices[ticker]) / float(p0) - 1.0)
+        total += weight * move
     return total, unpriced
 
 
+@dataclass(frozen=True)
+class _EpisodePrices:
+    """One episode on one price frame: the trading days used and every ticker's price move (``_episode_prices``)."""
+
+    start: str  # ISO: the trading day used, or the requested start when not replayed
+    end: str
+    note: str | None  # why the episode is not replayed (then no moves), or that its dates were moved
+    replayed: bool
+    moves: dict[str, float]  # {ticker priced at the start: end price / start price - 1}
+
+
+def _episode_prices(history: PriceHistory, start: dt.date, end: dt.date) -> _EpisodePrices:
+    """The episode ``start`` .. ``end`` on the frame, every column at once (forward-filled: a ticker priced at
+    the start but not at the end is valued at its last price on or before the end)."""
+    index = history.index
+    first_day = history.last_trading_day(start) if not history.empty else None
+    if history.empty or first_day is None or index[-1].date() < end:
+        covered = "no prices" if history.empty else f"prices run {iso(index[0])} .. {iso(index[-1])}"
+        note = f"Not replayed: {covered}, which do not cover {start} .. {end}."
+        return _EpisodePrices(start.isoformat(), end.isoformat(), note, False, {})
+    last_day = history.last_trading_day(end)
+    if last_day is None or last_day <= first_day:
+        note = f"Not replayed: no trading day between {start} and {end}."
+        return _EpisodePrices(start.isoformat(), end.isoformat(), note, False, {})
+
+    filled = history.filled
+    start_prices = filled[index.get_loc(first_day)]
+    end_prices = filled[index.get_loc(last_day)]
+    priced = ~np.isnan(start_prices)
+    tickers = [t for t, ok in zip(history.positions, priced.tolist(), strict=True) if ok]
+    moves = dict(zip(tickers, (end_prices[priced] / start_prices[priced] - 1.0).tolist(), strict=True))
+    moved = None
+    if first_day.date() != start or last_day.date() != end:
+        moved = (
+            f"Replayed from {iso(first_day)} to {iso(last_day)}, the last trading days on or before {start} and {end}."
+        )
+    return _EpisodePrices(iso(first_day), iso(last_day), moved, True, moves)
+
+
 def _episode_replay(
-    *, episode: dict[str, Any], weights: dict[str, dict[str, float]], frame: pd.DataFrame
+    *, episode: dict[str, Any], weights: dict[str, dict[str, float]], held: list[str], history: PriceHistory
 ) -> dict[str, Any]:
     start, end = episode["start"], episode["end"]
+    prices: _EpisodePrices = history.memo(("episode", start, end), lambda: _episode_prices(history, start, end))
     item: dict[str, Any] = {
         "name": episode["name"],
         "kind": "historical",
-        "start": start.isoformat(),
-        "end": end.isoformat(),
+        "start": prices.start,
+        "end": prices.end,
         "before": None,
         "after": None,
         "missing": [],
     }
-    first_day = last_trading_day(frame.index, start) if not frame.empty else None
-    if frame.empty or first_day is None or frame.index[-1].date() < end:
-        covered = "no prices" if frame.empty else f"prices run {iso(frame.index[0])} .. {iso(frame.index[-1])}"
-        item["note"] = f"Not replayed: {covered}, which do not cover {start} .. {end}."
-        return item
-    last_day = last_trading_day(frame.index, end)
-    if last_day is None or last_day <= first_day:
-        item["note"] = f"Not replayed: no trading day between {start} and {end}."
+    if not prices.replayed:
+        item["note"] = prices.note
         return item
 
-    held = sorted({t for w in weights.values() for t in w if t != CASH})
-    columns = [t for t in held if t in frame.columns]
-    # `frame` is forward-filled already (historical_stress): a fill is causal, so filling the whole
-    # frame once equals filling up to each episode's end
-    values = frame.to_numpy(dtype=float)  # one block (prices_prepare): a view, positions instead of labels
-    at = frame.columns.get_indexer(columns)
-    start_prices = dict(zip(columns, values[frame.index.get_loc(first_day), at].tolist(), strict=True))
-    end_prices = dict(zip(columns, values[frame.index.get_loc(last_day), at].tolist(), strict=True))
-    item["start"], item["end"] = iso(first_day), iso(last_day)
-    item["missing"] = [t for t in held if pd.isna(start_prices.get(t, math.nan))]
-
-    notes: list[str] = []
-    if first_day.date() != start or last_day.date() != end:
-        notes.append(
-            f"Replayed from {iso(first_day)} to {iso(last_day)}, the last trading days on or before {start} and {end}."
-        )
+    moves = prices.moves
+    item["missing"] = [t for t in held if t not in moves]
+    notes = [prices.note] if prices.note else []
     unpriced_share: dict[str, float] = {}
     for label, w in weights.items():
-        ret, unpriced = _buy_and_hold(weights=w, start_prices=start_prices, end_prices=end_prices)
+        ret, unpriced = _buy_and_hold(weights=w, moves=moves)
         item[label] = round6(ret)
         unpriced_share[label] = unpriced
     if item["missing"]:
         notes.append(
-            f"No price on {iso(first_day)} for {', '.join(item['missing'])}: that weight (before "
+            f"No price on {prices.start} for {', '.join(item['missing'])}: that weight (before "
             f"{_percent(unpriced_share['before'])}, after {_percent(unpriced_share['after'])}) is held as "
             "cash (0% return) for this episode."
         )
@@ -244,7 +275,9 @@ def historical_stress(
     """Buy-and-hold return of the ``before`` and ``after`` weights over each past episode.
 
     before/after: {ticker: fraction of total value}, ``CASH`` included (earns 0).
-    prices: DataFrame indexed by date, one column per ticker, adjusted closes in USD, NaN = no price.
+    prices: DataFrame indexed by date, one column per ticker, adjusted closes in USD, NaN = no price; not
+    modified, and not to be modified afterwards: each episode's price moves are computed once per frame
+    object (``engine.backtest.PRICE_HISTORIES``), so passing the same frame for every portfolio is cheap.
     episodes: [{"name", "start", "end", "description"?}] with ISO strings or dates (as ``load_scenarios``).
     Returns one JSON-safe dict per episode, in order: ``{"name", "kind": "historical", "start", "end",
     "before", "after", "missing": [tickers unpriced at start], "note"?}``; returns are fractions (6 dp),
@@ -255,8 +288,9 @@ def historical_stress(
         "after": weights_normalise(weights=after, label="after"),
     }
     checked = [episode_check(episode=e, where=f"episode {i}") for i, e in enumerate(episodes)]
-    frame = prices_prepare(prices).ffill()
-    return [_episode_replay(episode=e, weights=weights, frame=frame) for e in checked]
+    held = sorted({t for w in weights.values() for t in w if t != CASH})
+    history = price_history(prices)
+    return [_episode_replay(episode=e, weights=weights, held=held, history=history) for e in checked]
 
 
 def _snapshot_shock(*, snapshot: Snapshot, shocks: Mapping[str, float]) -> tuple[float, list[str]]:

@@ -185,7 +185,7 @@ def compute_document(request: RebalanceRequest, market_long: MarketData) -> dict
     scenarios = _scenarios()
     before_w = document["before"]["weights"]
     after_w = document["after"]["weights"]
-    prices = _held_columns(market_long.prices, before_w, after_w)
+    prices = market_long.prices  # the shared frame: per-frame tables are reused (engine.backtest.PRICE_HISTORIES)
     document["stress"] = historical_stress(
         before=before_w, after=after_w, prices=prices, episodes=scenarios.get("historical", [])
     ) + hypothetical_stress(before=result.before, after=result.after, scenarios=scenarios.get("hypothetical", []))
@@ -198,13 +198,6 @@ def compute_document(request: RebalanceRequest, market_long: MarketData) -> dict
         }
     document["unpriced"] = sorted({p.ticker for p in request.positions if p.price is None})
     return document
-
-
-def _held_columns(prices: pd.DataFrame, *weights: dict[str, float]) -> pd.DataFrame:
-    """The columns of `prices` the weights hold (stress tests and the backtest copy the frame they get)."""
-    held = dict.fromkeys(t for w in weights for t in w)
-    columns = [t for t in prices.columns if t in held]
-    return prices if len(columns) == len(prices.columns) else prices[columns]
 
 
 def _float(value: Decimal | None) -> float | None:
