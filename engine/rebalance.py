@@ -49,9 +49,9 @@ from engine.limits import (
     name_limit_rows,
     names_that_can_bind,
 )
-from engine.problem import ProblemCache, ProblemData, Solution
+from engine.problem import ProblemCache, ProblemData, Solution, solve_problem
 from engine.profiles import DEFAULT_COSTS, CostModel, Profile, profile_get, tax_drag
-from engine.risk import N_FACTORS, RiskModel, estimate_risk_model
+from engine.risk import RiskModel, estimate_risk_model
 from engine.rounding import Allowance, Book, Repairer, ensure_cash, initial_round
 from engine.target import Target, build_target, target_key
 from engine.tax import TAX_PIECES, Lot, holding_lots, is_taxable, realise, tax_curve
@@ -123,8 +123,7 @@ def rebalance(request: RebalanceRequest, *, cache: ProblemCache | None = None) -
     timings["prepare"] = (time.perf_counter() - start) * 1e3
     data = problem_data(prep)
     mark = time.perf_counter()
-    problem = cache.problem(data.shape(N_FACTORS))
-    solution = problem.solve(data)
+    solution = solve_problem(data, cache)
     timings["solve"] = (time.perf_counter() - mark) * 1e3
     timings["solver"] = solution.report.solve_ms
     mark = time.perf_counter()
