@@ -28,7 +28,14 @@ from engine.explain import (
     usd,
     withdrawal_message,
 )
-from engine.exposures import GICS_SECTORS, SIZES, ExposureModel, exposure_models, snapshot_from_model
+from engine.exposures import (
+    GICS_SECTORS,
+    SIZES,
+    ExposureCatalog,
+    ExposureModel,
+    exposure_models,
+    snapshot_from_model,
+)
 from engine.limits import (
     BASE_BOND,
     BASE_COMMODITY,
@@ -288,9 +295,10 @@ def prepare(request: RebalanceRequest, cache: ProblemCache) -> Prepared:
     index = {t: i for i, t in enumerate(universe)}
     risk = cache.memo(("risk", key, tuple(universe)),
                       lambda: estimate_risk_model(market.prices, universe, market.securities))
+    catalog = cache.memo(("exposure-catalog", key), lambda: ExposureCatalog(market))
     exposures, exposures_full = cache.memo(
         ("exposures", key, tuple(universe), limits.max_single_stock),
-        lambda: exposure_models(universe, market, name_threshold=limits.max_single_stock),
+        lambda: exposure_models(universe, market, name_threshold=limits.max_single_stock, catalog=catalog),
     )
     views = request.views if options.use_views else None
     target = cache.memo(("target", key, target_key(profile, views, menu)),
