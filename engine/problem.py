@@ -385,15 +385,15 @@ class _Rows:
         self.count = 0
 
     def add(self, rows: Any, cols: Any, vals: Any) -> None:
-        """Entries of the block being written; `rows` are local to the block, `cols` and `vals` arrays or
-        scalars (np.full, not np.broadcast_to: this runs ~40 times per solve)."""
+        """Entries of the block being written; `rows` are local to the block, `cols` and `vals` arrays (of
+        the same length) or scalars. (Lean on purpose: this runs ~40 times per solve.)"""
         rows = np.asarray(rows, dtype=np.intp)
         size = rows.shape[0]
         if not size:
             return
         self.rows.append(rows + self.count)
-        self.cols.append(np.full(size, cols, dtype=np.intp) if np.isscalar(cols) else np.asarray(cols, dtype=np.intp))
-        self.vals.append(np.full(size, vals, dtype=float) if np.isscalar(vals) else np.asarray(vals, dtype=float))
+        self.cols.append(cols if isinstance(cols, np.ndarray) else np.full(size, cols, dtype=np.intp))
+        self.vals.append(vals if isinstance(vals, np.ndarray) else np.full(size, vals, dtype=float))
 
     def dense(self, matrix: np.ndarray, col0: int, sign: float = 1.0) -> None:
         """A (rows, cols) block at columns col0.. of the block being written (its zeros left out)."""
@@ -402,7 +402,7 @@ class _Rows:
 
     def close(self, size: int, rhs: Any) -> None:
         """End the block: `size` rows, right-hand side `rhs` (broadcast)."""
-        self.rhs.append(np.full(size, rhs, dtype=float) if np.isscalar(rhs) else np.asarray(rhs, dtype=float))
+        self.rhs.append(rhs if isinstance(rhs, np.ndarray) else np.full(size, rhs, dtype=float))
         self.count += size
 
     def matrix(self, columns: int) -> tuple[sp.csc_matrix, np.ndarray]:
@@ -521,9 +521,11 @@ def conic_form(data: ProblemData) -> tuple[ConicProblem, _Layout]:
     q[o["vol_slack"]] = data.vol_penalty
     q[ts] = data.turnover_penalty
     q[f_cols] = -2.0 * te_scale * target_factor
-    diagonal = np.concatenate([w_cols, f_cols, g_cols])
+    diagonal = np.concatenate([w_cols, f_cols, g_cols])  # increasing: a diagonal P in CSC directly
     p_values = 2.0 * np.concatenate([asset_scale**2, np.full(k, te_scale**2), np.ones(e_rows)])
-    P = sp.csc_matrix((p_values, (diagonal, diagonal)), shape=(columns, columns))
+    p_pointers = np.zeros(columns + 1, dtype=np.intp)
+    p_pointers[diagonal + 1] = 1
+    P = sp.csc_matrix((p_values, diagonal, np.cumsum(p_pointers)), shape=(columns, columns))
 
     rows = _Rows()
     # equalities: w = X 1, f = L w, y = base w, tot = sum(w) + sum(cash), gap = E y - e tot
