@@ -169,7 +169,9 @@ def _pad(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 class CompiledProblem:
-    """One cvxpy problem for one `Shape`; `solve(data)` updates the Parameters and re-solves."""
+    """One cvxpy problem for one `Shape`; `solve(data)` updates the Parameters and re-solves.
+
+    The fallback of `solve_problem` (and the reference its compact form is tested against)."""
 
     def __init__(self, shape: Shape) -> None:
         self.shape = shape
@@ -672,7 +674,8 @@ def _solution(data: ProblemData, layout: _Layout, x: np.ndarray, objective: floa
 
 
 class ProblemCache:
-    """Compiled problems keyed by `Shape`, plus market-level caches (risk models, exposures, targets).
+    """Compiled problems keyed by `Shape` (built only when `solve_problem` falls back to the cvxpy form),
+    plus market-level caches (risk models, exposure catalog and models, targets).
 
     Create one per worker process and pass it to every `engine.rebalance` call; not thread-safe.
     """
