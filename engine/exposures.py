@@ -126,29 +126,109 @@ def exposure_model(
 
 
 def exposure_models(
-    tickers: Sequence[str], market: MarketData, *, name_threshold: float
+    tickers: Sequence[str], market: MarketData, *, name_threshold: float, catalog: ExposureCatalog | None = None
 ) -> tuple[ExposureModel, ExposureModel]:
-    """(`exposure_model(..., name_threshold=name_threshold)`, `exposure_model(...)`) classifying each ticker once."""
+    """(`exposure_model(..., name_threshold=name_threshold)`, `exposure_model(...)`) classifying each ticker once.
+
+    With a `catalog` (one per market data, see `ExposureCatalog`) the classifications are reused across
+    universes and the name matrices are built with array operations; the models are the same, exactly.
+    """
+    if catalog is not None:
+        return catalog.models(tickers, name_threshold)
     assets = [asset_exposure(t, market) for t in tickers]
     full = _model(tickers, assets)
     return _restricted(full, assets, name_threshold), full
 
 
-def _model(tickers: Sequence[str], assets: Sequence[AssetExposure]) -> ExposureModel:
-    """The model keeping every look-through name, in order of first appearance."""
+class ExposureCatalog:
+    """`asset_exposure` of each ticker of one `MarketData`, computed once, with its look-through names as
+    integer ids (in the order of its names dict), so that a universe's name matrix is array work rather
+    than a loop over the thousands of names inside its funds. Not thread-safe (one per worker's cache).
+
+    `models(tickers, threshold)` equals `exposure_models(tickers, market, name_threshold=threshold)`:
+    names in order of first appearance (ticker order, then each asset's dict order), the same weights.
+    """
+
+    def __init__(self, market: MarketData) -> None:
+        self.market = market
+        self._entries: dict[str, tuple[AssetExposure, np.ndarray, np.ndarray]] = {}
+        self._ids: dict[str, int] = {}
+        self._names: list[str] = []
+        self._names_array = np.zeros(0, dtype=object)
+
+    def entry(self, ticker: str) -> tuple[AssetExposure, np.ndarray, np.ndarray]:
+        """(exposure, name ids, name weights) of `ticker`."""
+        found = self._entries.get(ticker)
+        if found is None:
+            exposure = asset_exposure(ticker, self.market)
+            ids = np.fromiter((self._id(name) for name in exposure.names), dtype=np.intp, count=len(exposure.names))
+            weights = np.fromiter(exposure.names.values(), dtype=float, count=len(exposure.names))
+            found = (exposure, ids, weights)
+            self._entries[ticker] = found
+        return found
+
+    def _id(self, name: str) -> int:
+        found = self._ids.get(name)
+        if found is None:
+            found = self._ids[name] = len(self._names)
+            self._names.append(name)
+        return found
+
+    def models(self, tickers: Sequence[str], name_threshold: float) -> tuple[ExposureModel, ExposureModel]:
+        """(restricted to `name_threshold`, full), as `exposure_models`."""
+        entries = [self.entry(t) for t in tickers]
+        assets = [e[0] for e in entries]
+        n = len(assets)
+        counts = np.fromiter((len(e[1]) for e in entries), dtype=np.intp, count=n)
+        ids = np.concatenate([e[1] for e in entries]) if n else np.zeros(0, dtype=np.intp)
+        weights = np.concatenate([e[2] for e in entries]) if n else np.zeros(0)
+        cols = np.repeat(np.arange(n), counts)
+        # full model: names in order of first appearance
+        unique, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty(len(unique), dtype=np.intp)
+        rank[order] = np.arange(len(unique))
+        names_matrix = np.zeros((len(unique), n))
+        names_matrix[rank[inverse], cols] = weights
+        if len(self._names_array) != len(self._names):
+            self._names_array = np.array(self._names, dtype=object)
+        names = self._names_array
+        full = _model(tickers, assets, names=tuple(names[unique[order]]), names_matrix=names_matrix)
+        # restricted: names at or above the threshold inside some asset, or a directly held stock's own name
+        direct = np.array([a.kind in ("stock", "unknown") for a in assets], dtype=bool)
+        own = np.array([self._ids.get(a.ticker, -1) for a in assets], dtype=np.intp)
+        keep = (weights >= name_threshold) | (direct[cols] & (ids == own[cols]))
+        kept_unique, kept_first = np.unique(ids[keep], return_index=True)
+        kept = kept_unique[np.argsort(kept_first, kind="stable")]
+        rows = rank[np.searchsorted(unique, kept)]
+        restricted = replace(full, names=tuple(names[kept]), names_matrix=full.names_matrix[rows])
+        return restricted, full
+
+
+def _model(
+    tickers: Sequence[str],
+    assets: Sequence[AssetExposure],
+    *,
+    names: tuple[str, ...] | None = None,
+    names_matrix: np.ndarray | None = None,
+) -> ExposureModel:
+    """The model keeping every look-through name, in order of first appearance (`names` and `names_matrix`
+    when the caller has them, see `ExposureCatalog`)."""
     n = len(assets)
-    names: dict[str, int] = {}
-    rows: list[int] = []
-    cols: list[int] = []
-    values: list[float] = []
-    for j, a in enumerate(assets):
-        for name, weight in a.names.items():
-            i = names.setdefault(name, len(names))
-            rows.append(i)
-            cols.append(j)
-            values.append(weight)
-    names_matrix = np.zeros((len(names), n))
-    names_matrix[rows, cols] = values  # a name appears once per asset
+    if names is None or names_matrix is None:
+        index: dict[str, int] = {}
+        rows: list[int] = []
+        cols: list[int] = []
+        values: list[float] = []
+        for j, a in enumerate(assets):
+            for name, weight in a.names.items():
+                i = index.setdefault(name, len(index))
+                rows.append(i)
+                cols.append(j)
+                values.append(weight)
+        names = tuple(index)
+        names_matrix = np.zeros((len(index), n))
+        names_matrix[rows, cols] = values  # a name appears once per asset
     unknown = np.array([0.0 if a.names_known else 1.0 for a in assets])
     asset_class = np.column_stack([a.asset_class for a in assets]) if n else np.zeros((4, 0))
     return ExposureModel(
@@ -158,7 +238,7 @@ def _model(tickers: Sequence[str], assets: Sequence[AssetExposure]) -> ExposureM
         sectors=np.column_stack([a.sectors for a in assets]) if n else np.zeros((11, 0)),
         size=np.column_stack([a.size for a in assets]) if n else np.zeros((3, 0)),
         equity=asset_class[0].copy(),
-        names=tuple(names),
+        names=names,
         names_matrix=names_matrix,
         unknown_names=unknown,
         warnings=tuple(a.warning for a in assets if a.warning),

@@ -28,7 +28,14 @@ from engine.explain import (
     usd,
     withdrawal_message,
 )
-from engine.exposures import GICS_SECTORS, SIZES, ExposureModel, exposure_models, snapshot_from_model
+from engine.exposures import (
+    GICS_SECTORS,
+    SIZES,
+    ExposureCatalog,
+    ExposureModel,
+    exposure_models,
+    snapshot_from_model,
+)
 from engine.limits import (
     BASE_BOND,
     BASE_COMMODITY,
@@ -49,9 +56,9 @@ from engine.limits import (
     name_limit_rows,
     names_that_can_bind,
 )
-from engine.problem import ProblemCache, ProblemData, Solution
+from engine.problem import ProblemCache, ProblemData, Solution, solve_problem
 from engine.profiles import DEFAULT_COSTS, CostModel, Profile, profile_get, tax_drag
-from engine.risk import N_FACTORS, RiskModel, estimate_risk_model
+from engine.risk import RiskModel, estimate_risk_model
 from engine.rounding import Allowance, Book, Repairer, ensure_cash, initial_round
 from engine.target import Target, build_target, target_key
 from engine.tax import TAX_PIECES, Lot, holding_lots, is_taxable, realise, tax_curve
@@ -123,8 +130,7 @@ def rebalance(request: RebalanceRequest, *, cache: ProblemCache | None = None) -
     timings["prepare"] = (time.perf_counter() - start) * 1e3
     data = problem_data(prep)
     mark = time.perf_counter()
-    problem = cache.problem(data.shape(N_FACTORS))
-    solution = problem.solve(data)
+    solution = solve_problem(data, cache)
     timings["solve"] = (time.perf_counter() - mark) * 1e3
     timings["solver"] = solution.report.solve_ms
     mark = time.perf_counter()
@@ -289,9 +295,10 @@ def prepare(request: RebalanceRequest, cache: ProblemCache) -> Prepared:
     index = {t: i for i, t in enumerate(universe)}
     risk = cache.memo(("risk", key, tuple(universe)),
                       lambda: estimate_risk_model(market.prices, universe, market.securities))
+    catalog = cache.memo(("exposure-catalog", key), lambda: ExposureCatalog(market))
     exposures, exposures_full = cache.memo(
         ("exposures", key, tuple(universe), limits.max_single_stock),
-        lambda: exposure_models(universe, market, name_threshold=limits.max_single_stock),
+        lambda: exposure_models(universe, market, name_threshold=limits.max_single_stock, catalog=catalog),
     )
     views = request.views if options.use_views else None
     target = cache.memo(("target", key, target_key(profile, views, menu)),

@@ -103,3 +103,28 @@ def test_pruned_pair_scores_equal_the_full_ones(market, monkeypatch, profile, ca
     full = repairer.pair_scores(st, steps)
     np.testing.assert_array_equal(pruned[0], full[0])
     np.testing.assert_array_equal(pruned[1], full[1])
+
+
+def test_the_exposure_catalog_gives_exactly_the_uncached_models(market):
+    from dataclasses import fields
+
+    from engine.exposures import ExposureCatalog, exposure_models
+
+    catalog = ExposureCatalog(market)
+    universes = [
+        [*HOLDINGS, *MENU],
+        ["SPY", "IVV", "QQQ", "NVDA", "ZZZZ", "BND", "GLD", "XLK", "AAPL"],  # a proxy, an unknown, non-equity
+        [*MENU[::-1], "MSFT"],
+        [],
+    ]
+    for tickers in universes:
+        for threshold in (0.05, 0.12, 1.0):
+            cached = exposure_models(tickers, market, name_threshold=threshold, catalog=catalog)
+            for ours, theirs in zip(cached, exposure_models(tickers, market, name_threshold=threshold), strict=True):
+                for f in fields(ours):
+                    a, b = getattr(ours, f.name), getattr(theirs, f.name)
+                    if isinstance(a, np.ndarray):
+                        assert a.shape == b.shape and np.array_equal(a, b), f.name
+                    else:
+                        assert a == b, f.name
+    assert len(catalog._entries) == len({t for u in universes for t in u})  # each ticker classified once

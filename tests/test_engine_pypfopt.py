@@ -1,4 +1,5 @@
-"""Cross-check: our compiled problem against PyPortfolioOpt's minimum-volatility portfolio, same inputs."""
+"""Cross-check: our problem (the compact conic form, as in production) against PyPortfolioOpt's
+minimum-volatility portfolio, same inputs."""
 
 from __future__ import annotations
 
@@ -36,10 +37,9 @@ def ours_min_volatility(cov: np.ndarray) -> np.ndarray:
         setattr(data, name, np.zeros((n, 1)))
     data.buy_max = np.full((n, 1), 2.0)
     data.tax_slopes = data.tax_intercepts = np.zeros((4, n, 1))
-    from engine.problem import CompiledProblem
+    from engine.problem import solve_problem
 
-    solution = CompiledProblem(data.shape(n_factors=n)).solve(data)
-    return solution.w
+    return solve_problem(data).w
 
 
 def test_min_volatility_matches_pypfopt_on_the_same_covariance(covariance):

@@ -316,7 +316,7 @@ def test_the_result_is_deterministic_and_the_cache_is_reused():
     first = engine.rebalance(req, cache=cache)
     compiles = cache.compiles
     second = engine.rebalance(req, cache=cache)
-    assert cache.compiles == compiles == 1
+    assert cache.compiles == compiles == 0  # the compact conic form compiles nothing (engine.problem)
     assert [(t.ticker, t.account, t.shares) for t in first.trades] == [
         (t.ticker, t.account, t.shares) for t in second.trades
     ]
