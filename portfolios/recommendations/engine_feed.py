@@ -1,7 +1,8 @@
 """Feed the pure engine: turn holdings (rows or a parsed file) and market data into a request,
 run it, and assemble the result document (DESIGN.md CLI JSON + stress tests + backtest + views).
 
-One `ProblemCache` per process keeps the compiled optimisation problems across runs. The market data
+One `ProblemCache` per process keeps the market-level engine caches (exposure catalogue, targets) and
+the cvxpy problems compiled for the rare fallback (the compact form goes to Clarabel directly). The market data
 is cached per process too (`_market_frames`): one frame over every priced security, its 3-year slice and
 the menu, rebuilt only when the market-data version token moves. Handing the engine the same frame objects
 on every run lets its id-keyed caches hit: one risk model per frame (sliced per universe, see engine.risk),
@@ -33,10 +34,9 @@ from portfolios.models import Account, Security
 
 RISK_YEARS = 3.0
 HISTORY_YEARS = 7.0  # stress episodes reach back to 2020
-# Compiled problems are keyed by padded shape (assets x accounts x single-name rows ...): a worker serving
-# many portfolios meets about 40 shapes, and an LRU smaller than that recompiles (~100 ms each) on a large
-# share of runs. A compiled problem holds about 6 MB.
-MAX_COMPILED_PROBLEMS = 64
+# cvxpy problems are compiled only when the compact form fails to certify (none of 600 bench portfolios);
+# they are keyed by padded shape, ~100 ms to compile and ~6 MB each, so a few are kept.
+MAX_COMPILED_PROBLEMS = 8
 _CACHE = engine.ProblemCache(max_problems=MAX_COMPILED_PROBLEMS)
 
 
