@@ -393,17 +393,22 @@ class Repairer:
 
     # ---- search (fast: the same descent, scored with per-slot constants and pruned pairs)
 
-    def repair(self, q: np.ndarray, relief: np.ndarray, q_cont: np.ndarray, max_steps: int) -> tuple[np.ndarray, int]:
+    def repair(
+        self, q: np.ndarray, relief: np.ndarray, q_cont: np.ndarray, max_steps: int, *, trace: list | None = None
+    ) -> tuple[np.ndarray, int]:
         """Descent with single steps, then pairs of steps; returns (trades, steps taken).
 
         A move is taken only if it lowers both the violation (cash shortfall + limits) and the whole score
         (violation + pull toward the continuous trades + cash drag); among those the lowest score wins.
-        The moves of `repair_reference`, found with less work (see `_Fast`).
+        The moves of `repair_reference`, found with less work (see `_Fast`). `trace`, if given, gets the
+        (violation, score) of the start and after every move.
         """
         fast = _Fast(self, q.copy(), relief, q_cont)
         taken = 0
         violation, score = fast.current()
         while taken < max_steps and violation > 1e-12:
+            if trace is not None:
+                trace.append((violation, score))
             cols = fast.ok.nonzero()[0]
             if len(cols) == 0:
                 break
@@ -430,12 +435,14 @@ class Repairer:
             fast.refresh()
             violation, score = float(single_violation[best]), float(singles[best])
             taken += 1
+        if trace is not None:
+            trace.append((violation, score))
         return fast.q, taken
 
     # ---- search (reference: the descent as specified, one candidate array at a time)
 
     def repair_reference(
-        self, q: np.ndarray, relief: np.ndarray, q_cont: np.ndarray, max_steps: int
+        self, q: np.ndarray, relief: np.ndarray, q_cont: np.ndarray, max_steps: int, *, trace: list | None = None
     ) -> tuple[np.ndarray, int]:
         """The descent of `repair`, written directly on `steps` / `single_scores` / `pair_scores` (slow; tests
         compare `repair` with it)."""
@@ -443,6 +450,8 @@ class Repairer:
         taken = 0
         violation, score = self.state_score(q, relief, q_cont)
         while taken < max_steps and violation > 1e-12:
+            if trace is not None:
+                trace.append((violation, score))
             steps = self.steps(q, q_cont)
             if len(steps.slot) == 0:
                 break
@@ -474,6 +483,8 @@ class Repairer:
             q[pool.slot[j]] = pool.new_q[j]
             violation, score = float(pair_violation[i, j]), float(pairs[i, j])
             taken += 2
+        if trace is not None:
+            trace.append((violation, score))
         return q, taken
 
 class _Fast:
@@ -499,7 +510,7 @@ class _Fast:
 
     def __init__(self, r: Repairer, q: np.ndarray, relief: np.ndarray, q_cont: np.ndarray) -> None:
         b, risk, e, lim, al = r.book, r.risk, r.exp, r.limits, r.allow
-        self.book, self.risk, self.exp = b, risk, e
+        self.book, self.risk, self.exp, self.limits, self.allow = b, risk, e, lim, al
         K = len(b.prices)
         self.K = K
         self.q = q
@@ -528,12 +539,16 @@ class _Fast:
         self.col_asset = a[self.col_slot]
         self.col_s2 = np.concatenate([s2, s2])
         self.n_accounts = len(b.cash_start)
-        self.shared_assets = len(np.unique(a)) < K  # some asset in more than one account
+        self.shared_assets = int(np.bincount(a).max(initial=0)) > 1  # some asset in more than one account
         # caps by row: -, Financials and small-cap minimums, sector caps, single-name caps
         self.caps = np.concatenate([[0.0, lim.min_financials - al.financials, lim.min_small_cap - al.small],
                                     lim.max_sector + al.sectors, lim.max_single_stock + al.names])
         self.vol_limit = (lim.vol_cap, al.vol)
         self.turn_limit = (lim.max_turnover, al.turnover)
+        self.limit_caps = np.array([[lim.vol_cap], [lim.max_turnover]])
+        self.limit_allowed = np.array([[al.vol], [al.turnover]])
+        self.limit_penalties = np.array([[PENALTY_VOLATILITY], [PENALTY_TURNOVER]])
+        self.objective_weights = np.array([[PULL_WEIGHT], [r.cash_drag]])
         # leaving rows out: no step moves a slot's holding by more than `reach` USD (opening a trade, one step,
         # or closing a trade under the minimum size), nor the total by more than its cost
         reach = b.prices * (np.maximum(r.open_size, r.step) + r.step) + r.min_trade
@@ -546,6 +561,7 @@ class _Fast:
         self.slot_lists = (b.prices.tolist(), b.cost_rate.tolist(), q_cont.tolist(), r.open_size.tolist(),
                            r.step.tolist(), b.shares0.tolist(), b.can_buy.tolist(), b.can_sell.tolist())
         self.cash_base = b.cash_start + b.cash_change + relief
+        self._open_key: bytes | None = b""
         self._init_columns(r, q_cont, s2)
         self.refresh()
 
@@ -578,15 +594,18 @@ class _Fast:
         d = new - old
         R = self.R
         cm = np.empty((R + 9, 2 * self.K))
-        cm[:R] = self.rows_slot[:, self.col_slot] * d
+        np.multiply(self.rows_slot, d[:self.K], out=cm[:R, :self.K])
+        np.multiply(self.rows_slot, d[self.K:], out=cm[:R, self.K:])
         cm[R] = d
         cm[R + 1] = np.maximum(new, 0.0) - np.maximum(old, 0.0)
         cm[R + 2] = np.maximum(-new, 0.0) - np.maximum(-old, 0.0)
         cm[R + 3] = (np.abs(self.new_q - np.concatenate([q_cont, q_cont])) - np.concatenate([pull, pull])) * price
         cm[R + 4] = np.where(new > 0, -new * (1 + cost), -new * (1 - cost)) - np.concatenate([flow, flow])
         cm[R + 5] = d * d
-        u = self.load_slot[:, self.col_slot] * d
-        cm[R + 6] = (u * u).sum(axis=0)
+        u = np.empty((self.load_slot.shape[0], 2 * self.K))
+        np.multiply(self.load_slot, d[:self.K], out=u[:, :self.K])
+        np.multiply(self.load_slot, d[self.K:], out=u[:, self.K:])
+        cm[R + 6] = np.add.reduce(u * u, axis=0)
         cm[R + 7] = d + cm[R + 4]
         cm[R + 8] = self.col_s2
         self.cm = cm
@@ -613,9 +632,12 @@ class _Fast:
             if down * p < self.min_trade:
                 down = 0.0
         down = max(down, -shares0)
-        cols = [j, self.K + j]
-        self.ok[cols] = ((can_buy if up > 0 else True) and up != qj, (can_sell if down < 0 else True) and down != qj)
-        self.new_q[cols] = (up, down)
+        K = self.K
+        cols = [j, K + j]
+        self.ok[j] = (can_buy if up > 0 else True) and up != qj
+        self.ok[K + j] = (can_sell if down < 0 else True) and down != qj
+        self.new_q[j] = up
+        self.new_q[K + j] = down
         old = qj * p
         flow = -old * (1 + cost) if old > 0 else -old * (1 - cost)
         pull = abs(qj - target)
@@ -631,7 +653,7 @@ class _Fast:
         block = np.array(values).T
         d2 = block[0]
         u = self.load_slot[:, j, None] * d2
-        block[6] = (u * u).sum(axis=0)
+        block[6] = np.add.reduce(u * u, axis=0)
         self.cm[R:R + 8, cols] = block
         self.cm[:R, cols] = self.rows_slot[:, j, None] * d2
         self.load[:, cols] = u
@@ -672,11 +694,17 @@ class _Fast:
                                     e.names_matrix @ A])
         # rows two steps could push over their caps
         equity_low = self.base[0] - self.eq_fall
+        self.equity_low = equity_low
         total_low = self.total - self.total_fall
         if equity_low > 1e-9 and total_low > 0:
             high = (self.base[3:] + self.rise) / np.where(self.is_sector, equity_low, total_low)
-            self.rows(np.concatenate([self.rows_all[:3], (high > self.open_caps).nonzero()[0] + 3]))
-        else:
+            open_rows = high > self.open_caps
+            key = open_rows.tobytes()
+            if key != self._open_key:
+                self._open_key = key
+                self.rows(np.concatenate([self.rows_all[:3], open_rows.nonzero()[0] + 3]))
+        elif self._open_key is not None:
+            self._open_key = None
             self.rows(self.rows_all)
 
     def rows(self, sel: np.ndarray) -> None:
@@ -693,15 +721,20 @@ class _Fast:
 
     # ---- scores
 
-    def _terms(self, agg: np.ndarray, total: np.ndarray, var: np.ndarray, buys: np.ndarray,
-               sells: np.ndarray) -> list[np.ndarray]:
-        """The limit terms of `Repairer._score`, in its order (sectors, minimums, names, volatility, turnover),
-        of the rows `sel`: agg (len(sel), n) = equity, Financials, small caps, sector and name rows (USD);
-        total, var, buys, sells (n,) (buys and sells are overwritten)."""
+    def _terms(self, shortfall: np.ndarray, agg: np.ndarray, total: np.ndarray, var: np.ndarray,
+               buys: np.ndarray, sells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(violation, violation without the cash term) of n states, as `Repairer._score`: the terms in its
+        order (cash, sectors, minimums, names, volatility, turnover) summed in that order. shortfall (n,) USD;
+        agg (len(sel), n) = equity, Financials, small caps, sector and name rows `sel` (USD); total, var, buys,
+        sells (n,) (buys and sells are overwritten)."""
         b = self.book
         n_sec = self.sel_sectors
+        n = agg.shape[1]
+        terms = np.zeros((6, n))
+        np.multiply(shortfall, CASH_WEIGHT, out=terms[0])
+        terms[0] /= self.V
         equity = agg[0]
-        every = bool(equity.min() > 1e-9)
+        every = self.equity_low > 1e-9 or bool(equity.min() > 1e-9)
         if every:
             frac = agg[1:3 + n_sec] / equity  # Financials, small caps, sectors
         else:
@@ -712,29 +745,39 @@ class _Fast:
         frac -= self.sel_caps[:2 + n_sec]
         np.negative(frac[:2], out=frac[:2])  # minimums: cap - fraction
         np.maximum(frac, 0.0, out=frac)
-        out = []
         if n_sec:
-            out.append(PENALTY_SECTOR * frac[2:].sum(axis=0))
-        short = frac[0] + frac[1]
-        out.append(PENALTY_MINIMUM * (short if every else np.where(has_equity, short, 0.0)))
+            np.multiply(np.add.reduce(frac[2:], axis=0), PENALTY_SECTOR, out=terms[1])
+        np.add(frac[0], frac[1], out=terms[2])
+        if not every:
+            terms[2] = np.where(has_equity, terms[2], 0.0)
+        terms[2] *= PENALTY_MINIMUM
         if len(agg) > 3 + n_sec:
             names = agg[3 + n_sec:] / total
             names -= self.sel_caps[2 + n_sec:]
             np.maximum(names, 0.0, out=names)
-            out.append(PENALTY_SINGLE_STOCK * names.sum(axis=0))
-        vol = np.sqrt(np.maximum(var, 0.0))
-        vol /= total
-        vol -= self.vol_limit[0]
-        vol -= self.vol_limit[1]
-        out.append(PENALTY_VOLATILITY * np.maximum(vol, 0.0, out=vol))
+            np.multiply(np.add.reduce(names, axis=0), PENALTY_SINGLE_STOCK, out=terms[3])
+        vol_turn = terms[4:]
+        np.maximum(var, 0.0, out=vol_turn[0])
+        np.sqrt(vol_turn[0], out=vol_turn[0])
+        vol_turn[0] /= total
         buys -= b.cash_in
         sells -= b.cash_out
-        turnover = np.maximum(np.maximum(buys, sells, out=buys), 0.0, out=buys)
-        turnover /= b.value
-        turnover -= self.turn_limit[0]
-        turnover -= self.turn_limit[1]
-        out.append(PENALTY_TURNOVER * np.maximum(turnover, 0.0, out=turnover))
-        return out
+        np.maximum(buys, sells, out=vol_turn[1])
+        np.maximum(vol_turn[1], 0.0, out=vol_turn[1])
+        vol_turn[1] /= b.value
+        vol_turn -= self.limit_caps
+        vol_turn -= self.limit_allowed
+        np.maximum(vol_turn, 0.0, out=vol_turn)
+        vol_turn *= self.limit_penalties
+        if n > 1:  # rows summed in order
+            return np.add.reduce(terms, axis=0), np.add.reduce(terms[1:], axis=0)
+        violation = terms[0].copy()
+        for t in terms[1:]:
+            violation += t
+        no_cash = terms[1].copy()
+        for t in terms[2:]:
+            no_cash += t
+        return violation, no_cash
 
     def singles(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(C,) violations, whole scores, and whole scores without the cash shortfall after each single step of
@@ -750,29 +793,39 @@ class _Fast:
         acc = self.col_acc[cols]
         shortfall = self.short_sum - self.short[acc] + np.maximum(-(self.cash[acc] + x), 0.0)
         var = self.ff + 2 * (self.f @ self.load[:, cols]) + uu + self.spsp + s2 * (2 * self.A_col[cols] * d + dd)
-        terms = self._terms(agg[:n], self.total + d + x, var, agg[n], agg[n + 1])
+        violation, no_cash = self._terms(shortfall, agg[:n], self.total + d + x, var, agg[n], agg[n + 1])
         if len(cols) == 1:
             self.rows(sel)
-        violation = CASH_WEIGHT * shortfall / self.V
-        for t in terms:
-            violation += t
-        no_cash = terms[0]
-        for t in terms[1:]:
-            no_cash += t
-        objective = (PULL_WEIGHT * agg[n + 2] + self.cash_drag * agg[n + 3]) / self.V
+        objective = agg[n + 2:n + 4] * self.objective_weights
+        objective = objective[0] + objective[1]
+        objective /= self.V
         return violation, violation + objective, no_cash + objective
 
     def current(self) -> tuple[float, float]:
-        """(violation, whole score) of the trades as they stand (as `Repairer.state_score`: a no-op step on slot
-        0)."""
-        saved = self.cm[:, 0].copy(), self.load[:, 0].copy()
-        self.cm[:self.R + 8, 0] = 0.0
-        self.load[:, 0] = 0.0
-        try:
-            violation, score, _ = self.singles(np.zeros(1, dtype=np.intp))
-        finally:
-            self.cm[:, 0], self.load[:, 0] = saved
-        return float(violation[0]), float(score[0])
+        """(violation, whole score) of the trades as they stand: `Repairer.state_score` (a no-op step on slot 0,
+        whose zero changes leave every quantity as it is), with its one-column arrays (whose rows numpy sums
+        pairwise)."""
+        b, lim, al = self.book, self.limits, self.allow
+        acc = int(self.col_acc[0])
+        shortfall = self.short_sum - self.short[acc] + max(-(self.cash[acc] + 0.0), 0.0)
+        score = CASH_WEIGHT * shortfall / self.V
+        base = self.base
+        equity = base[0]
+        ns = self.n_sectors
+        safe = equity if equity > 1e-9 else 1.0
+        frac = base[3:3 + ns, None] / safe if equity > 1e-9 else np.zeros((ns, 1))
+        score = score + PENALTY_SECTOR * np.clip(frac - self.caps[3:3 + ns, None], 0.0, None).sum(axis=0)[0]
+        fin_short = max(lim.min_financials - al.financials - float(frac[FINANCIALS, 0]), 0.0)
+        small_short = max(lim.min_small_cap - al.small - float(base[2] / safe), 0.0)
+        score = score + PENALTY_MINIMUM * (fin_short + small_short if equity > 1e-9 else 0.0)
+        if self.n_names:
+            names = base[3 + ns:, None] / self.total - self.caps[3 + ns:, None]
+            score = score + PENALTY_SINGLE_STOCK * np.clip(names, 0.0, None).sum(axis=0)[0]
+        vol = np.sqrt(max(self.ff + self.spsp, 0.0)) / self.total
+        score = score + PENALTY_VOLATILITY * max(vol - lim.vol_cap - al.vol, 0.0)
+        turnover = max(max(self.buys - b.cash_in, self.sells - b.cash_out), 0.0) / b.value
+        score = score + PENALTY_TURNOVER * max(turnover - lim.max_turnover - al.turnover, 0.0)
+        return float(score), float(score + (PULL_WEIGHT * self.pull_sum + self.cash_drag * self.cash_sum) / self.V)
 
     # ---- pairs
 
@@ -815,11 +868,11 @@ class _Fast:
         agg = pair[:, ii] + pair[:, jj]
         agg += np.concatenate([self.base[self.sel], [self.buys, self.sells, self.pull_sum, self.cash_sum,
                                                       self.total]])[:, None]
-        terms = self._terms(agg[:n], agg[n + 4], var, agg[n], agg[n + 1])
-        violations = CASH_WEIGHT * shortfall / V
-        for t in terms:
-            violations += t
-        scores = violations + (PULL_WEIGHT * agg[n + 2] + self.cash_drag * agg[n + 3]) / V
+        violations, _ = self._terms(shortfall, agg[:n], agg[n + 4], var, agg[n], agg[n + 1])
+        objective = agg[n + 2:n + 4] * self.objective_weights
+        scores = objective[0] + objective[1]
+        scores /= V
+        scores += violations
         ok = (violations < violation - 1e-12) & (scores < score - 1e-12)
         if not ok.any():
             return None
