@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -27,6 +28,7 @@ LIMIT_LABELS: Mapping[str, str] = {
 }
 
 
+@lru_cache(maxsize=4096, typed=True)  # a pure function of its arguments (typed: numpy and python floats round apart)
 def pct(x: float, other: float | None = None) -> str:
     """A percentage for people: whole percent from 10% up, one decimal below; when `other` is given and
     differs, as many decimals (up to 3) as it takes for the two to read differently."""
@@ -76,6 +78,16 @@ class Context:
     top_name_before: tuple[str, float]
     top_name_after: tuple[str, float]
 
+    @cached_property
+    def names_over(self) -> np.ndarray:
+        """(L,) single names over their cap before."""
+        return self.before.names > self.limits.max_single_stock + TOLERANCE
+
+    @cached_property
+    def sectors_over(self) -> np.ndarray:
+        """(11,) sectors over their cap before."""
+        return self.before.sectors > self.limits.max_sector + TOLERANCE
+
 
 def trade_reason(
     ctx: Context, *, ticker: str, asset: int, action: str, account_type: str, realisation: Realisation | None,
@@ -97,12 +109,12 @@ def _sell_reason(ctx: Context, a: int) -> str:
     e, lim, b, af = ctx.exposures, ctx.limits, ctx.before, ctx.after
     options: list[tuple[float, Callable[[], str]]] = []
     in_asset = e.names_matrix[:, a]
-    for i in np.nonzero((b.names > lim.max_single_stock + TOLERANCE) & (in_asset >= 0.05))[0]:
+    for i in np.nonzero(ctx.names_over & (in_asset >= 0.05))[0]:
         options.append((120 + in_asset[i], lambda i=i: (
             f"cuts {e.names[i]} (held directly and inside funds) {from_to(b.names[i], af.names[i])} of the "
             f"portfolio; your limit is {pct(lim.max_single_stock)}")))
     shares = e.sectors[:, a]
-    for s in np.nonzero((b.sectors > lim.max_sector + TOLERANCE) & (shares >= 0.2))[0]:
+    for s in np.nonzero(ctx.sectors_over & (shares >= 0.2))[0]:
         options.append((100 + shares[s], lambda s=s: (
             f"cuts {GICS_SECTORS[s]} {from_to(b.sectors[s], af.sectors[s])}; your limit is {pct(lim.max_sector)}")))
     if b.volatility > lim.vol_cap + TOLERANCE:
