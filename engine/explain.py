@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -27,6 +28,7 @@ LIMIT_LABELS: Mapping[str, str] = {
 }
 
 
+@lru_cache(maxsize=4096, typed=True)  # a pure function of its arguments (typed: numpy and python floats round apart)
 def pct(x: float, other: float | None = None) -> str:
     """A percentage for people: whole percent from 10% up, one decimal below; when `other` is given and
     differs, as many decimals (up to 3) as it takes for the two to read differently."""
@@ -76,6 +78,16 @@ class Context:
     top_name_before: tuple[str, float]
     top_name_after: tuple[str, float]
 
+    @cached_property
+    def names_over(self) -> np.ndarray:
+        """(L,) single names over their cap before."""
+        return self.before.names > self.limits.max_single_stock + TOLERANCE
+
+    @cached_property
+    def sectors_over(self) -> np.ndarray:
+        """(11,) sectors over their cap before."""
+        return self.before.sectors > self.limits.max_sector + TOLERANCE
+
 
 def trade_reason(
     ctx: Context, *, ticker: str, asset: int, action: str, account_type: str, realisation: Realisation | None,
@@ -88,78 +100,87 @@ def trade_reason(
     return text
 
 
+def _best(options: list[tuple[float, Callable[[], str]]]) -> str:
+    """The text of the highest-priority option (the first of equal ones), formatted only for it."""
+    return max(options, key=lambda o: o[0])[1]()
+
+
 def _sell_reason(ctx: Context, a: int) -> str:
     e, lim, b, af = ctx.exposures, ctx.limits, ctx.before, ctx.after
-    options: list[tuple[float, str]] = []
-    for i, name in enumerate(e.names):
-        if b.names[i] > lim.max_single_stock + TOLERANCE and e.names_matrix[i, a] >= 0.05:
-            text = (f"cuts {name} (held directly and inside funds) {from_to(b.names[i], af.names[i])} of the "
-                    f"portfolio; your limit is {pct(lim.max_single_stock)}")
-            options.append((120 + e.names_matrix[i, a], text))
-    for s, sector in enumerate(GICS_SECTORS):
-        share = e.sectors[s, a]
-        if b.sectors[s] > lim.max_sector + TOLERANCE and share >= 0.2:
-            options.append((100 + share, f"cuts {sector} {from_to(b.sectors[s], af.sectors[s])}; "
-                            f"your limit is {pct(lim.max_sector)}"))
+    options: list[tuple[float, Callable[[], str]]] = []
+    in_asset = e.names_matrix[:, a]
+    for i in np.nonzero(ctx.names_over & (in_asset >= 0.05))[0]:
+        options.append((120 + in_asset[i], lambda i=i: (
+            f"cuts {e.names[i]} (held directly and inside funds) {from_to(b.names[i], af.names[i])} of the "
+            f"portfolio; your limit is {pct(lim.max_single_stock)}")))
+    shares = e.sectors[:, a]
+    for s in np.nonzero(ctx.sectors_over & (shares >= 0.2))[0]:
+        options.append((100 + shares[s], lambda s=s: (
+            f"cuts {GICS_SECTORS[s]} {from_to(b.sectors[s], af.sectors[s])}; your limit is {pct(lim.max_sector)}")))
     if b.volatility > lim.vol_cap + TOLERANCE:
-        text = f"lowers volatility {from_to(b.volatility, af.volatility)}; your cap is {pct(lim.vol_cap)}"
-        options.append((90, text))
+        options.append((90, lambda: (f"lowers volatility {from_to(b.volatility, af.volatility)}; "
+                                     f"your cap is {pct(lim.vol_cap)}")))
     if ctx.cash_change < 0:
-        options.append((80, f"raises cash for your {usd(-ctx.cash_change)} withdrawal"))
-    if e.equity[a] > 0.5 and e.sectors[:, a].max() >= 0.2:
-        s = int(np.argmax(e.sectors[:, a]))
+        options.append((80, lambda: f"raises cash for your {usd(-ctx.cash_change)} withdrawal"))
+    if e.equity[a] > 0.5 and shares.max() >= 0.2:
+        s = int(np.argmax(shares))
         target = ctx.target.sectors.get(GICS_SECTORS[s], 0.0)
         if b.sectors[s] > target + 0.01:
-            options.append((50, f"trims {GICS_SECTORS[s]} {from_to(b.sectors[s], af.sectors[s])} "
-                            f"toward the target's {pct(target)}"))
-    if ctx.top_name_before[1] > ctx.top_name_after[1] + 0.005 and e.names_matrix[:, a].sum() > 0:
+            options.append((50, lambda: (f"trims {GICS_SECTORS[s]} {from_to(b.sectors[s], af.sectors[s])} "
+                                         f"toward the target's {pct(target)}")))
+    if ctx.top_name_before[1] > ctx.top_name_after[1] + 0.005 and in_asset.sum() > 0:
         name, weight = ctx.top_name_before
-        options.append((30, f"reduces single-name concentration: {name} {from_to(weight, ctx.top_name_after[1])} "
-                        f"of the portfolio"))
-    options.append((0, f"moves toward the target mix ({ctx.target.source})"))
-    return max(options, key=lambda o: o[0])[1]
+        options.append((30, lambda: (f"reduces single-name concentration: {name} "
+                                     f"{from_to(weight, ctx.top_name_after[1])} of the portfolio")))
+    options.append((0, lambda: f"moves toward the target mix ({ctx.target.source})"))
+    return _best(options)
 
 
 def _buy_reason(ctx: Context, ticker: str, a: int) -> str:
     e, lim, b, af = ctx.exposures, ctx.limits, ctx.before, ctx.after
     info = ctx.securities.get(ticker)
     name = info.name if info and info.name else ticker
-    options: list[tuple[float, str]] = []
+    options: list[tuple[float, Callable[[], str]]] = []
     small_share = e.size[SMALL, a]
     fin_share = e.sectors[FINANCIALS, a]
     is_bond = e.asset_class[1, a] > 0.5 or e.asset_class[3, a] > 0.5
     if small_share >= 0.5:
         if b.equity > 0 and b.small < lim.min_small_cap - TOLERANCE:
-            options.append((110 + small_share, f"adds small caps {pct(b.small, af.small)} -> {pct(af.small, b.small)} "
-                            f"of equity; the minimum is {pct(lim.min_small_cap)}"))
-        options.append((60 + small_share, f"adds small caps {pct(b.small, af.small)} -> {pct(af.small, b.small)} "
-                        f"of equity (target {pct(ctx.target.size.get('small', 0.0))})"))
+            options.append((110 + small_share, lambda: (
+                f"adds small caps {pct(b.small, af.small)} -> {pct(af.small, b.small)} "
+                f"of equity; the minimum is {pct(lim.min_small_cap)}")))
+        options.append((60 + small_share, lambda: (
+            f"adds small caps {pct(b.small, af.small)} -> {pct(af.small, b.small)} "
+            f"of equity (target {pct(ctx.target.size.get('small', 0.0))})")))
     if fin_share >= 0.5:
         fb, fa = b.sectors[FINANCIALS], af.sectors[FINANCIALS]
         if b.equity > 0 and fb < lim.min_financials - TOLERANCE:
-            options.append((110 + fin_share, f"raises Financials {from_to(fb, fa)} of equity; "
-                            f"the minimum is {pct(lim.min_financials)}"))
-        options.append((60 + fin_share, f"raises Financials {from_to(fb, fa)} of equity "
-                        f"(target {pct(ctx.target.sectors.get('Financials', 0.0))})"))
+            options.append((110 + fin_share, lambda: (f"raises Financials {from_to(fb, fa)} of equity; "
+                                                      f"the minimum is {pct(lim.min_financials)}")))
+        options.append((60 + fin_share, lambda: (f"raises Financials {from_to(fb, fa)} of equity "
+                                                 f"(target {pct(ctx.target.sectors.get('Financials', 0.0))})")))
     if is_bond:
         if b.volatility > lim.vol_cap + TOLERANCE:
-            options.append((100, f"adds bonds {pct(ctx.bonds_before)} -> {pct(ctx.bonds_after)} to bring volatility "
-                            f"{from_to(b.volatility, af.volatility)} (cap {pct(lim.vol_cap)})"))
-        options.append((55, f"adds bonds {pct(ctx.bonds_before)} -> {pct(ctx.bonds_after)} of the portfolio "
-                        f"(target {pct(sum(w for t, w in ctx.target.weights.items() if _is_bond(ctx, t)))})"))
-    if e.equity[a] > 0.5 and e.sectors[:, a].max() < 0.4 and small_share < 0.5:
+            options.append((100, lambda: (
+                f"adds bonds {pct(ctx.bonds_before)} -> {pct(ctx.bonds_after)} to bring volatility "
+                f"{from_to(b.volatility, af.volatility)} (cap {pct(lim.vol_cap)})")))
+        options.append((55, lambda: (
+            f"adds bonds {pct(ctx.bonds_before)} -> {pct(ctx.bonds_after)} of the portfolio "
+            f"(target {pct(sum(w for t, w in ctx.target.weights.items() if _is_bond(ctx, t)))})")))
+    shares = e.sectors[:, a]
+    if e.equity[a] > 0.5 and shares.max() < 0.4 and small_share < 0.5:
         region = info.region if info else ""
         where = "international stocks" if region and region != "us" else "the broad market"
-        options.append((40, f"adds {name}, diversified across {where}; the largest single name goes "
-                        f"{from_to(ctx.top_name_before[1], ctx.top_name_after[1])} of the portfolio"))
-    if e.equity[a] > 0.5 and e.sectors[:, a].max() >= 0.5:
-        s = int(np.argmax(e.sectors[:, a]))
-        options.append((35, f"adds {GICS_SECTORS[s]} {from_to(b.sectors[s], af.sectors[s])} of equity "
-                        f"(target {pct(ctx.target.sectors.get(GICS_SECTORS[s], 0.0))})"))
+        options.append((40, lambda: (f"adds {name}, diversified across {where}; the largest single name goes "
+                                     f"{from_to(ctx.top_name_before[1], ctx.top_name_after[1])} of the portfolio")))
+    if e.equity[a] > 0.5 and shares.max() >= 0.5:
+        s = int(np.argmax(shares))
+        options.append((35, lambda: (f"adds {GICS_SECTORS[s]} {from_to(b.sectors[s], af.sectors[s])} of equity "
+                                     f"(target {pct(ctx.target.sectors.get(GICS_SECTORS[s], 0.0))})")))
     if ctx.cash_change > 0:
-        options.append((20, f"invests your new {usd(ctx.cash_change)} toward the target mix"))
-    options.append((0, f"moves toward the target mix ({ctx.target.source})"))
-    return max(options, key=lambda o: o[0])[1]
+        options.append((20, lambda: f"invests your new {usd(ctx.cash_change)} toward the target mix"))
+    options.append((0, lambda: f"moves toward the target mix ({ctx.target.source})"))
+    return _best(options)
 
 
 def _is_bond(ctx: Context, ticker: str) -> bool:

@@ -1,0 +1,117 @@
+"""The rounding repair (engine.rounding.Repairer.repair) takes exactly the moves of its reference descent
+(`repair_reference`, the algorithm as written with `steps` / `single_scores` / `pair_scores`): the same trades,
+the same number of steps, and the same (violation, score) after every move, to the last bit.
+
+Cases come from real engine runs on the bundled market (the repairer's inputs are captured), across profiles,
+deposits and withdrawals, two accounts holding the same fund, fractional shares, buy-only, tight turnover and
+large minimum trade sizes, so that single steps, pairs of steps, cash shortfalls and every limit are met.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import engine
+from engine import rounding
+from engine.sample_data import load_bundled_market
+from engine.types import AccountCash, Options, Position, RebalanceRequest
+
+HOLDINGS = {"AAPL": 120, "MSFT": 60, "NVDA": 150, "QQQ": 40, "JPM": 30, "XOM": 25, "BND": 10, "SPY": 20}
+MENU = ["SPY", "RSP", "IWM", "XLF", "XLE", "XLU", "XLV", "BND", "VXUS", "GLD", "IEF", "VWO"]
+OPTIONS = [
+    {"profile": "conservative", "cash_change": -4000.0},
+    {"profile": "aggressive", "cash_change": 3000.0},
+    {"profile": "moderate", "cash_change": 0.0, "min_trade_usd": 500.0},
+    {"profile": "moderate", "cash_change": 2500.0, "fractional": True},
+    {"profile": "conservative", "cash_change": -9000.0, "fractional": True, "min_trade_usd": 5.0},
+    {"profile": "aggressive", "cash_change": 20000.0, "buy_only": True},
+    {"profile": "moderate", "cash_change": 0.0, "max_turnover": 0.05},
+    {"profile": "conservative", "cash_change": 1000.0, "keep": frozenset({"NVDA"})},
+]
+
+
+@pytest.fixture(scope="module")
+def market():
+    return load_bundled_market(years=3)
+
+
+def _request(market, options: dict) -> RebalanceRequest:
+    last = market.prices.ffill().iloc[-1]
+    positions = []
+    for i, (ticker, shares) in enumerate(HOLDINGS.items()):
+        taxable = i % 2 == 0
+        positions.append(Position(ticker, "Taxable" if taxable else "Roth", "taxable" if taxable else "roth_ira",
+                                  float(shares), float(last[ticker]), cost_basis=5000.0))
+    # the same funds in both accounts
+    positions.append(Position("SPY", "Roth", "roth_ira", 15.0, float(last["SPY"]), cost_basis=3000.0))
+    positions.append(Position("BND", "Taxable", "taxable", 40.0, float(last["BND"]), cost_basis=3000.0))
+    cash = [AccountCash("Taxable", "taxable", 2500.0), AccountCash("Roth", "roth_ira", 300.0)]
+    return RebalanceRequest(positions, cash, MENU, market, Options(**options), engine.load_views())
+
+
+def _captured(market, monkeypatch, options: dict) -> list[tuple]:
+    seen: list[tuple] = []
+    original = rounding.Repairer.repair
+
+    def spy(self, q, relief, q_cont, max_steps, **kwargs):
+        seen.append((self, q.copy(), relief.copy(), q_cont.copy(), max_steps))
+        return original(self, q, relief, q_cont, max_steps, **kwargs)
+
+    monkeypatch.setattr(rounding.Repairer, "repair", spy)
+    engine.rebalance(_request(market, options), cache=engine.ProblemCache())
+    monkeypatch.undo()
+    assert seen
+    return seen
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=[str(i) for i in range(len(OPTIONS))])
+def test_repair_takes_the_reference_moves_to_the_last_bit(market, monkeypatch, options):
+    for repairer, q, relief, q_cont, max_steps in _captured(market, monkeypatch, options):
+        fast_trace: list = []
+        reference_trace: list = []
+        fast = repairer.repair(q, relief, q_cont, max_steps, trace=fast_trace)
+        reference = repairer.repair_reference(q, relief, q_cont, max_steps, trace=reference_trace)
+        np.testing.assert_array_equal(fast[0], reference[0])
+        assert fast[1] == reference[1]
+        assert fast_trace == reference_trace  # exact floats, not approximately
+        assert fast_trace[0] == repairer.state_score(q, relief, q_cont)
+
+
+def test_a_perturbed_start_needs_pairs_and_still_matches(market, monkeypatch):
+    """Start from rounded trades knocked off in many slots at once (shortfalls, broken limits), with few steps
+    allowed too: long descents through single steps and pairs, cut off mid-way."""
+    rng = np.random.default_rng(11)
+    (repairer, q, relief, q_cont, max_steps), *_ = _captured(market, monkeypatch, OPTIONS[0])
+    pairs_seen = 0
+    original = rounding._Fast.best_pair
+
+    def count(self, *args):
+        nonlocal pairs_seen
+        pairs_seen += 1
+        return original(self, *args)
+
+    monkeypatch.setattr(rounding._Fast, "best_pair", count)
+    for trial in range(6):
+        start = q.copy()
+        slots = rng.choice(len(q), size=min(len(q), 6), replace=False)
+        start[slots] += rng.integers(-3, 4, size=len(slots)).astype(float)
+        start = np.maximum(start, -repairer.book.shares0)
+        start = np.where(repairer.book.can_buy | (start <= 0), start, 0.0)
+        start = np.where(repairer.book.can_sell | (start >= 0), start, 0.0)
+        steps = max_steps if trial % 2 == 0 else 3 + trial
+        fast_trace: list = []
+        reference_trace: list = []
+        fast = repairer.repair(start, relief, q_cont, steps, trace=fast_trace)
+        reference = repairer.repair_reference(start, relief, q_cont, steps, trace=reference_trace)
+        np.testing.assert_array_equal(fast[0], reference[0])
+        assert fast[1] == reference[1]
+        assert fast_trace == reference_trace
+    assert pairs_seen > 0
+
+
+def test_the_state_score_equals_the_reference_no_op_step(market, monkeypatch):
+    for options in OPTIONS[:4]:
+        for repairer, q, relief, q_cont, _ in _captured(market, monkeypatch, options):
+            fast = rounding._Fast(repairer, q.copy(), relief, q_cont)
+            assert fast.current() == repairer.state_score(q, relief, q_cont)
