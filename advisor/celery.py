@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "advisor.settings")
 
@@ -15,3 +16,19 @@ app.autodiscover_tasks()
 def ping(value: str = "pong") -> str:
     """Round-trip check used by the health page and the tests."""
     return value
+
+
+@worker_init.connect
+def warm_engine(**kwargs) -> None:
+    """Warm the engine's market caches in the worker's main process, before it forks its pool.
+
+    Pool processes inherit what it built; its own database connection is closed so none is shared.
+    """
+    import logging
+
+    from django.db import connections
+
+    from portfolios.recommendations.engine_feed import warm_up
+
+    logging.getLogger("advisor.worker").info(warm_up())
+    connections.close_all()
