@@ -115,3 +115,24 @@ def test_the_state_score_equals_the_reference_no_op_step(market, monkeypatch):
         for repairer, q, relief, q_cont, _ in _captured(market, monkeypatch, options):
             fast = rounding._Fast(repairer, q.copy(), relief, q_cont)
             assert fast.current() == repairer.state_score(q, relief, q_cont)
+
+
+def _pct_as_written(x: float, other: float | None = None) -> str:
+    """engine.explain.pct before it was memoised and rounded numpy floats itself."""
+    decimals = 0 if abs(x) >= 0.0995 else 1
+    if other is not None and abs(x - other) > 1e-9:
+        while decimals < 3 and round(x * 100, decimals) == round(other * 100, decimals):
+            decimals += 1
+    return f"{x * 100:.{decimals}f}%"
+
+
+def test_percentages_read_as_before_for_numpy_and_python_floats():
+    from engine.explain import pct
+
+    rng = np.random.default_rng(5)
+    values = np.concatenate([rng.random(3000) * 10.0 ** rng.integers(-5, 1, 3000),
+                             np.arange(0, 0.1, 0.00005) + 0.000025, [0.02675, 0.0995, 0.1, 0.12345, 0.0]])
+    for v in values:
+        for x in (np.float64(v), float(v)):
+            for other in (None, np.float64(v * 1.0001), float(v) + 0.00001, float(v)):
+                assert pct(x, other) == _pct_as_written(x, other)
