@@ -15,6 +15,10 @@
    little and so lowers every cap measured as a share of it (single names, volatility). Without a price
    on idle cash the descent dropped buys share by share for that sliver (a whole bond sleeve left as
    cash); the gain is at most penalty x share x cost rate (< 0.03 per unit dropped), below the drag.
+   `Repairer.repair_reference` is this descent as written (`steps`, `single_scores`, `pair_scores`);
+   `Repairer.repair` takes the same moves with far less work (see `_Fast`: state and steps updated per move,
+   rows no step can reach left out, pairs screened by a lower bound before they are scored), doing the same
+   floating-point operations on every score that can decide a move, so the two agree to the last bit.
 4. A last pass guarantees cash >= 0 in every account: it trims buys, then (only for a withdrawal)
    leaves part of the withdrawal unraised. Whatever limit stays broken is reported by the caller.
 """
@@ -391,7 +395,7 @@ class Repairer:
         violation, score = self.single_scores(st, noop)
         return float(violation[0]), float(score[0])
 
-    # ---- search (fast: the same descent, scored with per-slot constants and pruned pairs)
+    # ---- search
 
     def repair(
         self, q: np.ndarray, relief: np.ndarray, q_cont: np.ndarray, max_steps: int, *, trace: list | None = None
@@ -500,11 +504,10 @@ class _Fast:
       `single_scores` / `_score`, once for the scores with and without the cash weight.
     - Sector and single-name rows that no two steps can push over their caps are left out (they add exact
       zeros), bounded with `reach`, the most one step can move a slot's holding.
-    - Pairs are screened first: every pair gets a lower bound of its violation (its cash shortfall and
-      turnover terms; the sector, minimum and single-name terms violated now, summed linearly; its volatility
-      term if volatility is over its cap now) and of its score, computed with a margin far above rounding
-      error; the pairs it rules out could not be taken. The others are scored with the operations of
-      `pair_scores`, in row-major order over both orientations, as its argmin sees them.
+    - Pairs are screened first (`_screen`): every pair gets a lower bound of its violation and of its score,
+      computed with a margin far above rounding error; the pairs it rules out could not be taken. The others
+      are scored with the operations of `pair_scores`, in row-major order over both orientations, as its
+      argmin sees them.
     Rows are only summed over arrays of more than one column (numpy sums a single column pairwise).
     """
 
@@ -681,12 +684,12 @@ class _Fast:
         self.A_col = A[self.col_asset]
         self.cash = cash
         self.short = short
-        self.short_sum = short.sum()
-        self.cash_sum = cash.sum()
-        self.total = float(A.sum() + self.cash_sum)
-        self.buys = float(amount[amount > 0].sum())
-        self.sells = float(-amount[amount < 0].sum())
-        self.pull_sum = float(self.pull.sum())
+        self.short_sum = np.add.reduce(short)
+        self.cash_sum = np.add.reduce(cash)
+        self.total = float(np.add.reduce(A) + self.cash_sum)
+        self.buys = float(np.add.reduce(amount[amount > 0]))
+        self.sells = float(-np.add.reduce(amount[amount < 0]))
+        self.pull_sum = float(np.add.reduce(self.pull))
         self.f = f
         self.ff = f @ f
         self.spsp = spec @ spec
