@@ -733,7 +733,7 @@ class _Fast:
         b = self.book
         n_sec = self.sel_sectors
         n = agg.shape[1]
-        terms = np.zeros((6, n))
+        terms = np.empty((6, n))
         np.multiply(shortfall, CASH_WEIGHT, out=terms[0])
         terms[0] /= self.V
         equity = agg[0]
@@ -750,6 +750,8 @@ class _Fast:
         np.maximum(frac, 0.0, out=frac)
         if n_sec:
             np.multiply(np.add.reduce(frac[2:], axis=0), PENALTY_SECTOR, out=terms[1])
+        else:
+            terms[1] = 0.0
         np.add(frac[0], frac[1], out=terms[2])
         if not every:
             terms[2] = np.where(has_equity, terms[2], 0.0)
@@ -759,6 +761,8 @@ class _Fast:
             names -= self.sel_caps[2 + n_sec:]
             np.maximum(names, 0.0, out=names)
             np.multiply(np.add.reduce(names, axis=0), PENALTY_SINGLE_STOCK, out=terms[3])
+        else:
+            terms[3] = 0.0
         vol_turn = terms[4:]
         np.maximum(var, 0.0, out=vol_turn[0])
         np.sqrt(vol_turn[0], out=vol_turn[0])
@@ -793,8 +797,11 @@ class _Fast:
         agg = Z[:n + 4]
         agg += np.concatenate([self.base[self.sel], [self.buys, self.sells, self.pull_sum, self.cash_sum]])[:, None]
         d, x, dd, uu, s2 = Z[n + 4], Z[n + 5], Z[n + 6], Z[n + 7], Z[n + 8]
-        acc = self.col_acc[cols]
-        shortfall = self.short_sum - self.short[acc] + np.maximum(-(self.cash[acc] + x), 0.0)
+        if self.n_accounts == 1:
+            shortfall = self.short_sum - self.short[0] + np.maximum(-(self.cash[0] + x), 0.0)
+        else:
+            acc = self.col_acc[cols]
+            shortfall = self.short_sum - self.short[acc] + np.maximum(-(self.cash[acc] + x), 0.0)
         var = self.ff + 2 * (self.f @ self.load[:, cols]) + uu + self.spsp + s2 * (2 * self.A_col[cols] * d + dd)
         violation, no_cash = self._terms(shortfall, agg[:n], self.total + d + x, var, agg[n], agg[n + 1])
         if len(cols) == 1:
@@ -852,15 +859,19 @@ class _Fast:
             ii, jj = np.repeat(ii, 2), np.repeat(jj, 2)
         V = self.V
         x = Z[n + 3]
-        acc = self.col_acc[cols]
-        cash_acc = self.cash[acc]
-        short_acc = self.short[acc]
-        same = acc[ii] == acc[jj]
-        xj = x[jj]
-        c1 = cash_acc[ii] + x[ii] + np.where(same, xj, 0.0)
-        c2 = cash_acc[jj] + xj
-        shortfall = (self.short_sum - short_acc[ii] - np.where(same, 0.0, short_acc[jj]) + np.maximum(-c1, 0.0)
-                     + np.where(same, 0.0, np.maximum(-c2, 0.0)))
+        if self.n_accounts == 1:  # every pair in one account: the where()s of `pair_scores` add exact zeros
+            c1 = (self.cash[0] + x)[ii] + x[jj]
+            shortfall = (self.short_sum - self.short[0]) + np.maximum(-c1, 0.0)
+        else:
+            acc = self.col_acc[cols]
+            cash_acc = self.cash[acc]
+            short_acc = self.short[acc]
+            same = acc[ii] == acc[jj]
+            xj = x[jj]
+            c1 = cash_acc[ii] + x[ii] + np.where(same, xj, 0.0)
+            c2 = cash_acc[jj] + xj
+            shortfall = (self.short_sum - short_acc[ii] - np.where(same, 0.0, short_acc[jj]) + np.maximum(-c1, 0.0)
+                         + np.where(same, 0.0, np.maximum(-c2, 0.0)))
         var = self.ff + self.spsp + (one[ii] + one[jj]) + 2 * uu_cross[ii, jj]
         if self.shared_assets:
             asset = self.col_asset[cols]
