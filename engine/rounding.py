@@ -717,6 +717,8 @@ class _Fast:
         self.n_sel = len(sel)
         self.sel_sectors = int(np.count_nonzero(sel < 3 + self.n_sectors)) - 3
         self.sel_caps = self.caps[sel[1:], None]
+        self.sel_sector_ids = sel[3:3 + self.sel_sectors] - 3
+        self.sel_name_ids = sel[3 + self.sel_sectors:] - 3 - self.n_sectors
         # singles: rows, buys, sells, pull, cash (+ state), then dollars, cash, dollars^2, |u|^2, specific^2
         self.single_rows = np.concatenate([sel, [R + 1, R + 2, R + 3, R + 4, R, R + 4, R + 5, R + 6, R + 8]])
         # pairs: rows, buys, sells, pull, cash, dollars + cash (+ state), then dollars, dollars^2, |u|^2, spec^2
@@ -724,12 +726,30 @@ class _Fast:
 
     # ---- scores
 
+    @staticmethod
+    def _row_sum(values: np.ndarray, ids: np.ndarray, rows: np.ndarray | None, n_rows: int, n: int) -> np.ndarray:
+        """(n,) sums over the rows `rows` (default 0..n_rows-1) of a column-major array holding `values` (rows
+        `ids`) and zeros elsewhere: the reference's sum, to the bit."""
+        full = np.zeros((n_rows if rows is None else len(rows), n), order="F")
+        if len(ids):
+            if rows is None:
+                full[ids] = values
+            else:
+                at = np.searchsorted(rows, ids)
+                inside = at < len(rows)
+                inside[inside] = rows[at[inside]] == ids[inside]
+                full[at[inside]] = values[inside]
+        return full.sum(axis=0)
+
     def _terms(self, shortfall: np.ndarray, agg: np.ndarray, total: np.ndarray, var: np.ndarray,
-               buys: np.ndarray, sells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               buys: np.ndarray, sells: np.ndarray, sector_rows: np.ndarray | None = None,
+               name_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(violation, violation without the cash term) of n states, as `Repairer._score`: the terms in its
         order (cash, sectors, minimums, names, volatility, turnover) summed in that order. shortfall (n,) USD;
         agg (len(sel), n) = equity, Financials, small caps, sector and name rows `sel` (USD); total, var, buys,
-        sells (n,) (buys and sells are overwritten)."""
+        sells (n,) (buys and sells are overwritten). The sector and single-name terms are summed over the rows
+        the reference sums (`sector_rows` / `name_rows`, default all), as it sums them: its arrays are column
+        major (from fancy indexing), so numpy adds their rows pairwise; rows left out here hold exact zeros."""
         b = self.book
         n_sec = self.sel_sectors
         n = agg.shape[1]
@@ -748,19 +768,18 @@ class _Fast:
         frac -= self.sel_caps[:2 + n_sec]
         np.negative(frac[:2], out=frac[:2])  # minimums: cap - fraction
         np.maximum(frac, 0.0, out=frac)
-        if n_sec:
-            np.multiply(np.add.reduce(frac[2:], axis=0), PENALTY_SECTOR, out=terms[1])
-        else:
-            terms[1] = 0.0
+        np.multiply(self._row_sum(frac[2:], self.sel_sector_ids, sector_rows, self.n_sectors, n), PENALTY_SECTOR,
+                    out=terms[1])
         np.add(frac[0], frac[1], out=terms[2])
         if not every:
             terms[2] = np.where(has_equity, terms[2], 0.0)
         terms[2] *= PENALTY_MINIMUM
-        if len(agg) > 3 + n_sec:
+        if self.n_names:
             names = agg[3 + n_sec:] / total
             names -= self.sel_caps[2 + n_sec:]
             np.maximum(names, 0.0, out=names)
-            np.multiply(np.add.reduce(names, axis=0), PENALTY_SINGLE_STOCK, out=terms[3])
+            np.multiply(self._row_sum(names, self.sel_name_ids, name_rows, self.n_names, n), PENALTY_SINGLE_STOCK,
+                        out=terms[3])
         else:
             terms[3] = 0.0
         vol_turn = terms[4:]
@@ -789,9 +808,6 @@ class _Fast:
     def singles(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(C,) violations, whole scores, and whole scores without the cash shortfall after each single step of
         `cols` (as `Repairer.single_scores` with and without the cash weight)."""
-        sel = self.sel
-        if len(cols) == 1:  # rows summed over one column: every row, as the reference
-            self.rows(self.rows_all)
         n = self.n_sel
         Z = self.cm[self.single_rows][:, cols]
         agg = Z[:n + 4]
@@ -804,8 +820,6 @@ class _Fast:
             shortfall = self.short_sum - self.short[acc] + np.maximum(-(self.cash[acc] + x), 0.0)
         var = self.ff + 2 * (self.f @ self.load[:, cols]) + uu + self.spsp + s2 * (2 * self.A_col[cols] * d + dd)
         violation, no_cash = self._terms(shortfall, agg[:n], self.total + d + x, var, agg[n], agg[n + 1])
-        if len(cols) == 1:
-            self.rows(sel)
         objective = agg[n + 2:n + 4] * self.objective_weights
         objective = objective[0] + objective[1]
         objective /= self.V
@@ -882,7 +896,8 @@ class _Fast:
         agg = pair[:, ii] + pair[:, jj]
         agg += np.concatenate([self.base[self.sel], [self.buys, self.sells, self.pull_sum, self.cash_sum,
                                                       self.total]])[:, None]
-        violations, _ = self._terms(shortfall, agg[:n], agg[n + 4], var, agg[n], agg[n + 1])
+        sector_rows, name_rows = self._reference_rows(cols, Z[n + 4])
+        violations, _ = self._terms(shortfall, agg[:n], agg[n + 4], var, agg[n], agg[n + 1], sector_rows, name_rows)
         objective = agg[n + 2:n + 4] * self.objective_weights
         scores = objective[0] + objective[1]
         scores /= V
@@ -894,6 +909,29 @@ class _Fast:
         if scores[k] >= bar:
             return None
         return int(cols[ii[k]]), int(cols[jj[k]]), float(violations[k]), float(scores[k])
+
+    def _reference_rows(self, cols: np.ndarray, change: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The sector and single-name rows `Repairer._open_rows` gives `pair_scores` for the pool `cols` (change:
+        the pool's dollars + cash), with its operations: the rows its sums run over."""
+        lim, al = self.limits, self.allow
+        ns = self.n_sectors
+        equity_low = float(self.base[0]) + 2.0 * min(0.0, float(self.cm[0, cols].min(initial=0.0)))
+        if equity_low > 1e-9:
+            rise = np.clip(self.cm[3:3 + ns][:, cols].max(axis=1, initial=0.0), 0.0, None)
+            high = (self.base[3:3 + ns] + 2.0 * rise) / equity_low
+            open_s = high > lim.max_sector + al.sectors - 1e-9
+            open_s[FINANCIALS] = True
+            sector_rows = np.nonzero(open_s)[0]
+        else:
+            sector_rows = np.arange(ns)
+        total_low = self.total + 2.0 * min(0.0, float(change.min(initial=0.0)))
+        if self.n_names and total_low > 0:
+            rise = np.clip(self.cm[3 + ns:self.R][:, cols].max(axis=1, initial=0.0), 0.0, None)
+            high = (self.base[3 + ns:] + 2.0 * rise) / total_low
+            name_rows = np.nonzero(high > lim.max_single_stock + al.names - 1e-9)[0]
+        else:
+            name_rows = np.arange(self.n_names)
+        return sector_rows, name_rows
 
     def _screen(self, Z: np.ndarray, cols: np.ndarray, one: np.ndarray, uu_cross: np.ndarray, violation: float,
                 score: float, bar: float) -> tuple[np.ndarray, np.ndarray]:

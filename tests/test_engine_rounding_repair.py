@@ -136,3 +136,67 @@ def test_percentages_read_as_before_for_numpy_and_python_floats():
         for x in (np.float64(v), float(v)):
             for other in (None, np.float64(v * 1.0001), float(v) + 0.00001, float(v)):
                 assert pct(x, other) == _pct_as_written(x, other)
+
+
+@pytest.mark.parametrize(("holdings", "menu"), [
+    ({"BND": 300, "IEF": 120}, ["BND", "IEF", "GLD"]),  # no equity at all
+    ({"BND": 400, "SPY": 1, "XLF": 1}, ["BND", "IEF", "SPY", "XLF"]),  # equity a step can remove entirely
+])
+def test_little_or_no_equity_matches_too(market, monkeypatch, holdings, menu):
+    last = market.prices.ffill().iloc[-1]
+    positions = [Position(t, "Taxable", "taxable", float(s), float(last[t]), cost_basis=1000.0)
+                 for t, s in holdings.items()]
+    request = RebalanceRequest(positions, [AccountCash("Taxable", "taxable", 500.0)], menu, market,
+                               Options(profile="conservative", cash_change=-3000.0), engine.load_views())
+    seen: list[tuple] = []
+    original = rounding.Repairer.repair
+
+    def spy(self, q, relief, q_cont, max_steps, **kwargs):
+        seen.append((self, q.copy(), relief.copy(), q_cont.copy(), max_steps))
+        return original(self, q, relief, q_cont, max_steps, **kwargs)
+
+    monkeypatch.setattr(rounding.Repairer, "repair", spy)
+    engine.rebalance(request, cache=engine.ProblemCache())
+    monkeypatch.undo()
+    rng = np.random.default_rng(3)
+    for repairer, q, relief, q_cont, max_steps in seen:
+        for start in (q, np.maximum(q + rng.integers(-2, 3, len(q)), -repairer.book.shares0)):
+            fast_trace: list = []
+            reference_trace: list = []
+            fast = repairer.repair(start, relief, q_cont, max_steps, trace=fast_trace)
+            reference = repairer.repair_reference(start, relief, q_cont, max_steps, trace=reference_trace)
+            np.testing.assert_array_equal(fast[0], reference[0])
+            assert fast[1] == reference[1]
+            assert fast_trace == reference_trace
+
+
+@pytest.mark.parametrize("edit", ["no equity", "one small equity holding", "tiny single-name cap"])
+def test_edge_states_match_too(market, monkeypatch, edit):
+    """Inputs edited so that no asset (or one small holding) counts as equity, which masks the sector and minimum
+    terms per state and puts many sectors over their caps at once, or so that every single name is over its cap:
+    many rows in the sector and single-name sums (numpy adds those rows pairwise in the reference)."""
+    import dataclasses
+
+    (repairer, q, relief, q_cont, max_steps), *_ = _captured(market, monkeypatch, OPTIONS[0])
+    book, exp, limits = repairer.book, repairer.exp, repairer.limits
+    if edit == "tiny single-name cap":
+        limits = dataclasses.replace(limits, max_single_stock=0.005)
+    else:
+        equity = np.zeros_like(exp.equity)
+        if edit == "one small equity holding":
+            held = np.nonzero(book.shares0 > 0)[0]
+            slot = held[np.argmin((book.shares0 * book.prices)[held])]
+            equity[book.asset_of[slot]] = 1.0
+        exp = dataclasses.replace(exp, equity=equity)
+    edited = rounding.Repairer(book, repairer.risk, exp, limits, repairer.allow, fractional=repairer.fractional,
+                               min_trade_usd=repairer.min_trade, cash_drag=repairer.cash_drag)
+    rng = np.random.default_rng(17)
+    for trial in range(4):
+        start = np.maximum(q + rng.integers(-2, 3, len(q)), -book.shares0) if trial else q
+        fast_trace: list = []
+        reference_trace: list = []
+        fast = edited.repair(start, relief, q_cont, max_steps, trace=fast_trace)
+        reference = edited.repair_reference(start, relief, q_cont, max_steps, trace=reference_trace)
+        np.testing.assert_array_equal(fast[0], reference[0])
+        assert fast[1] == reference[1]
+        assert fast_trace == reference_trace
