@@ -608,7 +608,8 @@ class _Fast:
         u = np.empty((self.load_slot.shape[0], 2 * self.K))
         np.multiply(self.load_slot, d[:self.K], out=u[:, :self.K])
         np.multiply(self.load_slot, d[self.K:], out=u[:, self.K:])
-        cm[R + 6] = np.add.reduce(u * u, axis=0)
+        column_major = np.asfortranarray(u)  # as the reference's loadings[:, a] * d: rows summed pairwise
+        cm[R + 6] = (column_major * column_major).sum(axis=0)
         cm[R + 7] = d + cm[R + 4]
         cm[R + 8] = self.col_s2
         self.cm = cm
@@ -656,7 +657,8 @@ class _Fast:
         block = np.array(values).T
         d2 = block[0]
         u = self.load_slot[:, j, None] * d2
-        block[6] = np.add.reduce(u * u, axis=0)
+        column_major = np.asfortranarray(u)  # as in `_init_columns`
+        block[6] = (column_major * column_major).sum(axis=0)
         self.cm[R:R + 8, cols] = block
         self.cm[:R, cols] = self.rows_slot[:, j, None] * d2
         self.load[:, cols] = u

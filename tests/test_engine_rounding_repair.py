@@ -200,3 +200,28 @@ def test_edge_states_match_too(market, monkeypatch, edit):
         np.testing.assert_array_equal(fast[0], reference[0])
         assert fast[1] == reference[1]
         assert fast_trace == reference_trace
+
+
+@pytest.mark.parametrize("options", OPTIONS[:5], ids=[str(i) for i in range(5)])
+def test_every_single_step_score_equals_the_reference_bit_for_bit(market, monkeypatch, options):
+    """Not only the moves taken: all single-step scores, with and without the cash weight, at every state of
+    a walk through arbitrary steps (terms too small to move a move today would still show here)."""
+    rng = np.random.default_rng(23)
+    for repairer, q, relief, q_cont, _ in _captured(market, monkeypatch, options):
+        fast = rounding._Fast(repairer, q.copy(), relief, q_cont)
+        for _ in range(12):
+            cols = fast.ok.nonzero()[0]
+            if not len(cols):
+                break
+            violations, scores, no_cash = fast.singles(cols)
+            state = repairer._state(fast.q, relief, q_cont)
+            steps = repairer.steps(fast.q, q_cont)
+            np.testing.assert_array_equal(steps.slot, fast.col_slot[cols])
+            reference = repairer.single_scores(state, steps)
+            np.testing.assert_array_equal(violations, reference[0])
+            np.testing.assert_array_equal(scores, reference[1])
+            np.testing.assert_array_equal(no_cash, repairer.single_scores(state, steps, cash_weight=0.0)[1])
+            u = repairer.risk.loadings[:, steps.asset] * steps.dollars  # a per-step part, kept per column
+            np.testing.assert_array_equal(fast.cm[fast.R + 6, cols], (u * u).sum(axis=0))
+            fast.take(int(cols[rng.integers(len(cols))]))
+            fast.refresh()
