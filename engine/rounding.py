@@ -862,19 +862,37 @@ class _Fast:
         `repair_reference` takes: the lowest whole score, first in row-major order, among the pairs (on
         different slots) lowering the violation below `violation` and the score below `score`, if it is below
         `bar`. Returns (column i, column j, violation, score) or None."""
+        pool = self._pool(cols)
+        ii, jj = self._screen(pool, violation, score, bar)
+        if not len(ii):
+            return None
+        violations, scores = self.pair_scores(pool, ii, jj)
+        ok = (violations < violation - 1e-12) & (scores < score - 1e-12)
+        if not ok.any():
+            return None
+        k = int(np.where(ok, scores, np.inf).argmin())
+        if scores[k] >= bar:
+            return None
+        return int(cols[ii[k]]), int(cols[jj[k]]), float(violations[k]), float(scores[k])
+
+    def _pool(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(cols, Z, one, uu_cross) of a pool: its columns of `cm` at `pair_rows`, and the per-step and cross
+        parts of the pair variance (as `pair_scores`)."""
         n = self.n_sel
         Z = self.cm[self.pair_rows][:, cols]
         d, dd, uu, s2 = Z[n + 5], Z[n + 6], Z[n + 7], Z[n + 8]
         u = self.load[:, cols]
         one = 2 * (self.f @ u) + uu + s2 * (2 * self.A_col[cols] * d + dd)
-        uu_cross = u.T @ u
-        ii, jj = self._screen(Z, cols, one, uu_cross, violation, score, bar)
-        if not len(ii):
-            return None
-        if len(ii) == 1:  # rows are summed over more than one column
+        return cols, Z, one, u.T @ u
+
+    def pair_scores(self, pool: tuple, ii: np.ndarray, jj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(violations, scores) of the pairs (ii[k], jj[k]) (positions in the pool), as `Repairer.pair_scores`."""
+        cols, Z, one, uu_cross = pool
+        single = len(ii) == 1
+        if single:  # rows are summed over more than one column
             ii, jj = np.repeat(ii, 2), np.repeat(jj, 2)
-        V = self.V
-        x = Z[n + 3]
+        n = self.n_sel
+        x, d, s2 = Z[n + 3], Z[n + 5], Z[n + 8]
         if self.n_accounts == 1:  # every pair in one account: the where()s of `pair_scores` add exact zeros
             c1 = (self.cash[0] + x)[ii] + x[jj]
             shortfall = (self.short_sum - self.short[0]) + np.maximum(-c1, 0.0)
@@ -902,15 +920,11 @@ class _Fast:
         violations, _ = self._terms(shortfall, agg[:n], agg[n + 4], var, agg[n], agg[n + 1], sector_rows, name_rows)
         objective = agg[n + 2:n + 4] * self.objective_weights
         scores = objective[0] + objective[1]
-        scores /= V
+        scores /= self.V
         scores += violations
-        ok = (violations < violation - 1e-12) & (scores < score - 1e-12)
-        if not ok.any():
-            return None
-        k = int(np.where(ok, scores, np.inf).argmin())
-        if scores[k] >= bar:
-            return None
-        return int(cols[ii[k]]), int(cols[jj[k]]), float(violations[k]), float(scores[k])
+        if single:
+            return violations[:1], scores[:1]
+        return violations, scores
 
     def _reference_rows(self, cols: np.ndarray, change: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The sector and single-name rows `Repairer._open_rows` gives `pair_scores` for the pool `cols` (change:
@@ -935,16 +949,15 @@ class _Fast:
             name_rows = np.arange(self.n_names)
         return sector_rows, name_rows
 
-    def _screen(self, Z: np.ndarray, cols: np.ndarray, one: np.ndarray, uu_cross: np.ndarray, violation: float,
-                score: float, bar: float) -> tuple[np.ndarray, np.ndarray]:
+    def _screen(self, pool: tuple, violation: float, score: float, bar: float) -> tuple[np.ndarray, np.ndarray]:
         """Pairs (i, j) of the pool (positions, row-major order, both orientations, on different slots) that a
-        lower bound of their violation and score does not rule out (see the class docstring). Z: the pool's
-        columns of `cm` at `pair_rows`; one, uu_cross: the per-step and cross parts of the pair variance.
+        lower bound of their violation and score does not rule out (see the class docstring); pool: `_pool`.
 
         The bound: the pair's cash shortfall and turnover terms, plus max(0, sum of the linear parts of the
         limit terms violated now): sector and minimum terms over the pair's equity, single-name terms over the
         largest total any pair reaches, and volatility (if over its cap now) through the chord of the square
         root over the pairs' range of variance, which lies below it."""
+        cols, Z, one, uu_cross = pool
         b = self.book
         V = self.V
         n = self.n_sel

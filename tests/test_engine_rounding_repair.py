@@ -225,3 +225,25 @@ def test_every_single_step_score_equals_the_reference_bit_for_bit(market, monkey
             np.testing.assert_array_equal(fast.cm[fast.R + 6, cols], (u * u).sum(axis=0))
             fast.take(int(cols[rng.integers(len(cols))]))
             fast.refresh()
+
+
+@pytest.mark.parametrize("options", OPTIONS[:5], ids=[str(i) for i in range(5)])
+def test_every_pair_score_equals_the_reference_bit_for_bit(market, monkeypatch, options):
+    """All pairs of a pool (not only those the screen lets through), both orientations, at several states."""
+    rng = np.random.default_rng(29)
+    for repairer, q, relief, q_cont, _ in _captured(market, monkeypatch, options):
+        fast = rounding._Fast(repairer, q.copy(), relief, q_cont)
+        for _ in range(4):
+            cols = fast.ok.nonzero()[0]
+            if len(cols) < 2:
+                break
+            pick = np.sort(rng.choice(len(cols), size=min(len(cols), 30), replace=False))
+            state = repairer._state(fast.q, relief, q_cont)
+            reference = repairer.pair_scores(state, repairer.steps(fast.q, q_cont).take(pick))
+            slot = fast.col_slot[cols[pick]]
+            ii, jj = np.nonzero(slot[:, None] != slot[None, :])
+            violations, scores = fast.pair_scores(fast._pool(cols[pick]), ii, jj)
+            np.testing.assert_array_equal(violations, reference[0][ii, jj])
+            np.testing.assert_array_equal(scores, reference[1][ii, jj])
+            fast.take(int(cols[rng.integers(len(cols))]))
+            fast.refresh()
