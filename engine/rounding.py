@@ -732,15 +732,16 @@ class _Fast:
     def _row_sum(values: np.ndarray, ids: np.ndarray, rows: np.ndarray | None, n_rows: int, n: int) -> np.ndarray:
         """(n,) sums over the rows `rows` (default 0..n_rows-1) of a column-major array holding `values` (rows
         `ids`) and zeros elsewhere: the reference's sum, to the bit."""
+        if not len(ids):
+            return np.zeros(n)
         full = np.zeros((n_rows if rows is None else len(rows), n), order="F")
-        if len(ids):
-            if rows is None:
-                full[ids] = values
-            else:
-                at = np.searchsorted(rows, ids)
-                inside = at < len(rows)
-                inside[inside] = rows[at[inside]] == ids[inside]
-                full[at[inside]] = values[inside]
+        if rows is None:
+            full[ids] = values
+        else:
+            at = np.searchsorted(rows, ids)
+            inside = at < len(rows)
+            inside[inside] = rows[at[inside]] == ids[inside]
+            full[at[inside]] = values[inside]
         return full.sum(axis=0)
 
     def _terms(self, shortfall: np.ndarray, agg: np.ndarray, total: np.ndarray, var: np.ndarray,
