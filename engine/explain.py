@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -28,13 +29,22 @@ LIMIT_LABELS: Mapping[str, str] = {
 }
 
 
+def _round(x: float, decimals: int) -> float:
+    """round(x, decimals) as Python does it for x's type, faster for numpy floats: numpy rounds a float64 by
+    scaling with the power of ten, rounding half to even and scaling back (not decimally, as Python does)."""
+    if type(x) is np.float64 and math.isfinite(x):
+        scale = 10.0**decimals
+        return round(float(x) * scale) / scale
+    return round(x, decimals)
+
+
 @lru_cache(maxsize=4096, typed=True)  # a pure function of its arguments (typed: numpy and python floats round apart)
 def pct(x: float, other: float | None = None) -> str:
     """A percentage for people: whole percent from 10% up, one decimal below; when `other` is given and
     differs, as many decimals (up to 3) as it takes for the two to read differently."""
     decimals = 0 if abs(x) >= 0.0995 else 1
     if other is not None and abs(x - other) > 1e-9:
-        while decimals < 3 and round(x * 100, decimals) == round(other * 100, decimals):
+        while decimals < 3 and _round(x * 100, decimals) == _round(other * 100, decimals):
             decimals += 1
     return f"{x * 100:.{decimals}f}%"
 
@@ -88,6 +98,13 @@ class Context:
         """(11,) sectors over their cap before."""
         return self.before.sectors > self.limits.max_sector + TOLERANCE
 
+    @cached_property
+    def asset_facts(self) -> tuple[list[int], list[float], list[bool]]:
+        """Per asset: its largest sector, that sector's share, whether it holds any single name."""
+        e = self.exposures
+        return (e.sectors.argmax(axis=0).tolist(), e.sectors.max(axis=0).tolist(),
+                (e.names_matrix.sum(axis=0) > 0).tolist())
+
 
 def trade_reason(
     ctx: Context, *, ticker: str, asset: int, action: str, account_type: str, realisation: Realisation | None,
@@ -108,27 +125,31 @@ def _best(options: list[tuple[float, Callable[[], str]]]) -> str:
 def _sell_reason(ctx: Context, a: int) -> str:
     e, lim, b, af = ctx.exposures, ctx.limits, ctx.before, ctx.after
     options: list[tuple[float, Callable[[], str]]] = []
-    in_asset = e.names_matrix[:, a]
-    for i in np.nonzero(ctx.names_over & (in_asset >= 0.05))[0]:
-        options.append((120 + in_asset[i], lambda i=i: (
-            f"cuts {e.names[i]} (held directly and inside funds) {from_to(b.names[i], af.names[i])} of the "
-            f"portfolio; your limit is {pct(lim.max_single_stock)}")))
-    shares = e.sectors[:, a]
-    for s in np.nonzero(ctx.sectors_over & (shares >= 0.2))[0]:
-        options.append((100 + shares[s], lambda s=s: (
-            f"cuts {GICS_SECTORS[s]} {from_to(b.sectors[s], af.sectors[s])}; your limit is {pct(lim.max_sector)}")))
+    top_sector, top_share, has_names = (facts[a] for facts in ctx.asset_facts)
+    if has_names and ctx.names_over.any():
+        in_asset = e.names_matrix[:, a]
+        for i in np.nonzero(ctx.names_over & (in_asset >= 0.05))[0]:
+            options.append((120 + in_asset[i], lambda i=i: (
+                f"cuts {e.names[i]} (held directly and inside funds) {from_to(b.names[i], af.names[i])} of the "
+                f"portfolio; your limit is {pct(lim.max_single_stock)}")))
+    if top_share >= 0.2 and ctx.sectors_over.any():
+        shares = e.sectors[:, a]
+        for s in np.nonzero(ctx.sectors_over & (shares >= 0.2))[0]:
+            options.append((100 + shares[s], lambda s=s: (
+                f"cuts {GICS_SECTORS[s]} {from_to(b.sectors[s], af.sectors[s])}; "
+                f"your limit is {pct(lim.max_sector)}")))
     if b.volatility > lim.vol_cap + TOLERANCE:
         options.append((90, lambda: (f"lowers volatility {from_to(b.volatility, af.volatility)}; "
                                      f"your cap is {pct(lim.vol_cap)}")))
     if ctx.cash_change < 0:
         options.append((80, lambda: f"raises cash for your {usd(-ctx.cash_change)} withdrawal"))
-    if e.equity[a] > 0.5 and shares.max() >= 0.2:
-        s = int(np.argmax(shares))
+    if e.equity[a] > 0.5 and top_share >= 0.2:
+        s = top_sector
         target = ctx.target.sectors.get(GICS_SECTORS[s], 0.0)
         if b.sectors[s] > target + 0.01:
             options.append((50, lambda: (f"trims {GICS_SECTORS[s]} {from_to(b.sectors[s], af.sectors[s])} "
                                          f"toward the target's {pct(target)}")))
-    if ctx.top_name_before[1] > ctx.top_name_after[1] + 0.005 and in_asset.sum() > 0:
+    if ctx.top_name_before[1] > ctx.top_name_after[1] + 0.005 and has_names:
         name, weight = ctx.top_name_before
         options.append((30, lambda: (f"reduces single-name concentration: {name} "
                                      f"{from_to(weight, ctx.top_name_after[1])} of the portfolio")))
@@ -167,14 +188,14 @@ def _buy_reason(ctx: Context, ticker: str, a: int) -> str:
         options.append((55, lambda: (
             f"adds bonds {pct(ctx.bonds_before)} -> {pct(ctx.bonds_after)} of the portfolio "
             f"(target {pct(sum(w for t, w in ctx.target.weights.items() if _is_bond(ctx, t)))})")))
-    shares = e.sectors[:, a]
-    if e.equity[a] > 0.5 and shares.max() < 0.4 and small_share < 0.5:
+    top_sector, top_share, _ = (facts[a] for facts in ctx.asset_facts)
+    if e.equity[a] > 0.5 and top_share < 0.4 and small_share < 0.5:
         region = info.region if info else ""
         where = "international stocks" if region and region != "us" else "the broad market"
         options.append((40, lambda: (f"adds {name}, diversified across {where}; the largest single name goes "
                                      f"{from_to(ctx.top_name_before[1], ctx.top_name_after[1])} of the portfolio")))
-    if e.equity[a] > 0.5 and shares.max() >= 0.5:
-        s = int(np.argmax(shares))
+    if e.equity[a] > 0.5 and top_share >= 0.5:
+        s = top_sector
         options.append((35, lambda: (f"adds {GICS_SECTORS[s]} {from_to(b.sectors[s], af.sectors[s])} of equity "
                                      f"(target {pct(ctx.target.sectors.get(GICS_SECTORS[s], 0.0))})")))
     if ctx.cash_change > 0:

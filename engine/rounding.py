@@ -15,6 +15,10 @@
    little and so lowers every cap measured as a share of it (single names, volatility). Without a price
    on idle cash the descent dropped buys share by share for that sliver (a whole bond sleeve left as
    cash); the gain is at most penalty x share x cost rate (< 0.03 per unit dropped), below the drag.
+   `Repairer.repair_reference` is this descent as written (`steps`, `single_scores`, `pair_scores`);
+   `Repairer.repair` takes the same moves with far less work (see `_Fast`: state and steps updated per move,
+   rows no step can reach left out, pairs screened by a lower bound before they are scored), doing the same
+   floating-point operations on every score that can decide a move, so the two agree to the last bit.
 4. A last pass guarantees cash >= 0 in every account: it trims buys, then (only for a withdrawal)
    leaves part of the withdrawal unraised. Whatever limit stays broken is reported by the caller.
 """
@@ -391,7 +395,7 @@ class Repairer:
         violation, score = self.single_scores(st, noop)
         return float(violation[0]), float(score[0])
 
-    # ---- search (fast: the same descent, scored with per-slot constants and pruned pairs)
+    # ---- search
 
     def repair(
         self, q: np.ndarray, relief: np.ndarray, q_cont: np.ndarray, max_steps: int, *, trace: list | None = None
@@ -500,11 +504,10 @@ class _Fast:
       `single_scores` / `_score`, once for the scores with and without the cash weight.
     - Sector and single-name rows that no two steps can push over their caps are left out (they add exact
       zeros), bounded with `reach`, the most one step can move a slot's holding.
-    - Pairs are screened first: every pair gets a lower bound of its violation (its cash shortfall and
-      turnover terms; the sector, minimum and single-name terms violated now, summed linearly; its volatility
-      term if volatility is over its cap now) and of its score, computed with a margin far above rounding
-      error; the pairs it rules out could not be taken. The others are scored with the operations of
-      `pair_scores`, in row-major order over both orientations, as its argmin sees them.
+    - Pairs are screened first (`_screen`): every pair gets a lower bound of its violation and of its score,
+      computed with a margin far above rounding error; the pairs it rules out could not be taken. The others
+      are scored with the operations of `pair_scores`, in row-major order over both orientations, as its
+      argmin sees them.
     Rows are only summed over arrays of more than one column (numpy sums a single column pairwise).
     """
 
@@ -605,7 +608,8 @@ class _Fast:
         u = np.empty((self.load_slot.shape[0], 2 * self.K))
         np.multiply(self.load_slot, d[:self.K], out=u[:, :self.K])
         np.multiply(self.load_slot, d[self.K:], out=u[:, self.K:])
-        cm[R + 6] = np.add.reduce(u * u, axis=0)
+        column_major = np.asfortranarray(u)  # as the reference's loadings[:, a] * d: rows summed pairwise
+        cm[R + 6] = (column_major * column_major).sum(axis=0)
         cm[R + 7] = d + cm[R + 4]
         cm[R + 8] = self.col_s2
         self.cm = cm
@@ -653,7 +657,8 @@ class _Fast:
         block = np.array(values).T
         d2 = block[0]
         u = self.load_slot[:, j, None] * d2
-        block[6] = np.add.reduce(u * u, axis=0)
+        column_major = np.asfortranarray(u)  # as in `_init_columns`
+        block[6] = (column_major * column_major).sum(axis=0)
         self.cm[R:R + 8, cols] = block
         self.cm[:R, cols] = self.rows_slot[:, j, None] * d2
         self.load[:, cols] = u
@@ -681,12 +686,12 @@ class _Fast:
         self.A_col = A[self.col_asset]
         self.cash = cash
         self.short = short
-        self.short_sum = short.sum()
-        self.cash_sum = cash.sum()
-        self.total = float(A.sum() + self.cash_sum)
-        self.buys = float(amount[amount > 0].sum())
-        self.sells = float(-amount[amount < 0].sum())
-        self.pull_sum = float(self.pull.sum())
+        self.short_sum = np.add.reduce(short)
+        self.cash_sum = np.add.reduce(cash)
+        self.total = float(np.add.reduce(A) + self.cash_sum)
+        self.buys = float(np.add.reduce(amount[amount > 0]))
+        self.sells = float(-np.add.reduce(amount[amount < 0]))
+        self.pull_sum = float(np.add.reduce(self.pull))
         self.f = f
         self.ff = f @ f
         self.spsp = spec @ spec
@@ -714,6 +719,8 @@ class _Fast:
         self.n_sel = len(sel)
         self.sel_sectors = int(np.count_nonzero(sel < 3 + self.n_sectors)) - 3
         self.sel_caps = self.caps[sel[1:], None]
+        self.sel_sector_ids = sel[3:3 + self.sel_sectors] - 3
+        self.sel_name_ids = sel[3 + self.sel_sectors:] - 3 - self.n_sectors
         # singles: rows, buys, sells, pull, cash (+ state), then dollars, cash, dollars^2, |u|^2, specific^2
         self.single_rows = np.concatenate([sel, [R + 1, R + 2, R + 3, R + 4, R, R + 4, R + 5, R + 6, R + 8]])
         # pairs: rows, buys, sells, pull, cash, dollars + cash (+ state), then dollars, dollars^2, |u|^2, spec^2
@@ -721,16 +728,35 @@ class _Fast:
 
     # ---- scores
 
+    @staticmethod
+    def _row_sum(values: np.ndarray, ids: np.ndarray, rows: np.ndarray | None, n_rows: int, n: int) -> np.ndarray:
+        """(n,) sums over the rows `rows` (default 0..n_rows-1) of a column-major array holding `values` (rows
+        `ids`) and zeros elsewhere: the reference's sum, to the bit."""
+        if not len(ids):
+            return np.zeros(n)
+        full = np.zeros((n_rows if rows is None else len(rows), n), order="F")
+        if rows is None:
+            full[ids] = values
+        else:
+            at = np.searchsorted(rows, ids)
+            inside = at < len(rows)
+            inside[inside] = rows[at[inside]] == ids[inside]
+            full[at[inside]] = values[inside]
+        return full.sum(axis=0)
+
     def _terms(self, shortfall: np.ndarray, agg: np.ndarray, total: np.ndarray, var: np.ndarray,
-               buys: np.ndarray, sells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               buys: np.ndarray, sells: np.ndarray, sector_rows: np.ndarray | None = None,
+               name_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(violation, violation without the cash term) of n states, as `Repairer._score`: the terms in its
         order (cash, sectors, minimums, names, volatility, turnover) summed in that order. shortfall (n,) USD;
         agg (len(sel), n) = equity, Financials, small caps, sector and name rows `sel` (USD); total, var, buys,
-        sells (n,) (buys and sells are overwritten)."""
+        sells (n,) (buys and sells are overwritten). The sector and single-name terms are summed over the rows
+        the reference sums (`sector_rows` / `name_rows`, default all), as it sums them: its arrays are column
+        major (from fancy indexing), so numpy adds their rows pairwise; rows left out here hold exact zeros."""
         b = self.book
         n_sec = self.sel_sectors
         n = agg.shape[1]
-        terms = np.zeros((6, n))
+        terms = np.empty((6, n))
         np.multiply(shortfall, CASH_WEIGHT, out=terms[0])
         terms[0] /= self.V
         equity = agg[0]
@@ -745,17 +771,20 @@ class _Fast:
         frac -= self.sel_caps[:2 + n_sec]
         np.negative(frac[:2], out=frac[:2])  # minimums: cap - fraction
         np.maximum(frac, 0.0, out=frac)
-        if n_sec:
-            np.multiply(np.add.reduce(frac[2:], axis=0), PENALTY_SECTOR, out=terms[1])
+        np.multiply(self._row_sum(frac[2:], self.sel_sector_ids, sector_rows, self.n_sectors, n), PENALTY_SECTOR,
+                    out=terms[1])
         np.add(frac[0], frac[1], out=terms[2])
         if not every:
             terms[2] = np.where(has_equity, terms[2], 0.0)
         terms[2] *= PENALTY_MINIMUM
-        if len(agg) > 3 + n_sec:
+        if self.n_names:
             names = agg[3 + n_sec:] / total
             names -= self.sel_caps[2 + n_sec:]
             np.maximum(names, 0.0, out=names)
-            np.multiply(np.add.reduce(names, axis=0), PENALTY_SINGLE_STOCK, out=terms[3])
+            np.multiply(self._row_sum(names, self.sel_name_ids, name_rows, self.n_names, n), PENALTY_SINGLE_STOCK,
+                        out=terms[3])
+        else:
+            terms[3] = 0.0
         vol_turn = terms[4:]
         np.maximum(var, 0.0, out=vol_turn[0])
         np.sqrt(vol_turn[0], out=vol_turn[0])
@@ -782,20 +811,18 @@ class _Fast:
     def singles(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(C,) violations, whole scores, and whole scores without the cash shortfall after each single step of
         `cols` (as `Repairer.single_scores` with and without the cash weight)."""
-        sel = self.sel
-        if len(cols) == 1:  # rows summed over one column: every row, as the reference
-            self.rows(self.rows_all)
         n = self.n_sel
         Z = self.cm[self.single_rows][:, cols]
         agg = Z[:n + 4]
         agg += np.concatenate([self.base[self.sel], [self.buys, self.sells, self.pull_sum, self.cash_sum]])[:, None]
         d, x, dd, uu, s2 = Z[n + 4], Z[n + 5], Z[n + 6], Z[n + 7], Z[n + 8]
-        acc = self.col_acc[cols]
-        shortfall = self.short_sum - self.short[acc] + np.maximum(-(self.cash[acc] + x), 0.0)
+        if self.n_accounts == 1:
+            shortfall = self.short_sum - self.short[0] + np.maximum(-(self.cash[0] + x), 0.0)
+        else:
+            acc = self.col_acc[cols]
+            shortfall = self.short_sum - self.short[acc] + np.maximum(-(self.cash[acc] + x), 0.0)
         var = self.ff + 2 * (self.f @ self.load[:, cols]) + uu + self.spsp + s2 * (2 * self.A_col[cols] * d + dd)
         violation, no_cash = self._terms(shortfall, agg[:n], self.total + d + x, var, agg[n], agg[n + 1])
-        if len(cols) == 1:
-            self.rows(sel)
         objective = agg[n + 2:n + 4] * self.objective_weights
         objective = objective[0] + objective[1]
         objective /= self.V
@@ -836,28 +863,50 @@ class _Fast:
         `repair_reference` takes: the lowest whole score, first in row-major order, among the pairs (on
         different slots) lowering the violation below `violation` and the score below `score`, if it is below
         `bar`. Returns (column i, column j, violation, score) or None."""
+        pool = self._pool(cols)
+        ii, jj = self._screen(pool, violation, score, bar)
+        if not len(ii):
+            return None
+        violations, scores = self.pair_scores(pool, ii, jj)
+        ok = (violations < violation - 1e-12) & (scores < score - 1e-12)
+        if not ok.any():
+            return None
+        k = int(np.where(ok, scores, np.inf).argmin())
+        if scores[k] >= bar:
+            return None
+        return int(cols[ii[k]]), int(cols[jj[k]]), float(violations[k]), float(scores[k])
+
+    def _pool(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(cols, Z, one, uu_cross) of a pool: its columns of `cm` at `pair_rows`, and the per-step and cross
+        parts of the pair variance (as `pair_scores`)."""
         n = self.n_sel
         Z = self.cm[self.pair_rows][:, cols]
         d, dd, uu, s2 = Z[n + 5], Z[n + 6], Z[n + 7], Z[n + 8]
         u = self.load[:, cols]
         one = 2 * (self.f @ u) + uu + s2 * (2 * self.A_col[cols] * d + dd)
-        uu_cross = u.T @ u
-        ii, jj = self._screen(Z, cols, one, uu_cross, violation, score, bar)
-        if not len(ii):
-            return None
-        if len(ii) == 1:  # rows are summed over more than one column
+        return cols, Z, one, u.T @ u
+
+    def pair_scores(self, pool: tuple, ii: np.ndarray, jj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(violations, scores) of the pairs (ii[k], jj[k]) (positions in the pool), as `Repairer.pair_scores`."""
+        cols, Z, one, uu_cross = pool
+        single = len(ii) == 1
+        if single:  # rows are summed over more than one column
             ii, jj = np.repeat(ii, 2), np.repeat(jj, 2)
-        V = self.V
-        x = Z[n + 3]
-        acc = self.col_acc[cols]
-        cash_acc = self.cash[acc]
-        short_acc = self.short[acc]
-        same = acc[ii] == acc[jj]
-        xj = x[jj]
-        c1 = cash_acc[ii] + x[ii] + np.where(same, xj, 0.0)
-        c2 = cash_acc[jj] + xj
-        shortfall = (self.short_sum - short_acc[ii] - np.where(same, 0.0, short_acc[jj]) + np.maximum(-c1, 0.0)
-                     + np.where(same, 0.0, np.maximum(-c2, 0.0)))
+        n = self.n_sel
+        x, d, s2 = Z[n + 3], Z[n + 5], Z[n + 8]
+        if self.n_accounts == 1:  # every pair in one account: the where()s of `pair_scores` add exact zeros
+            c1 = (self.cash[0] + x)[ii] + x[jj]
+            shortfall = (self.short_sum - self.short[0]) + np.maximum(-c1, 0.0)
+        else:
+            acc = self.col_acc[cols]
+            cash_acc = self.cash[acc]
+            short_acc = self.short[acc]
+            same = acc[ii] == acc[jj]
+            xj = x[jj]
+            c1 = cash_acc[ii] + x[ii] + np.where(same, xj, 0.0)
+            c2 = cash_acc[jj] + xj
+            shortfall = (self.short_sum - short_acc[ii] - np.where(same, 0.0, short_acc[jj]) + np.maximum(-c1, 0.0)
+                         + np.where(same, 0.0, np.maximum(-c2, 0.0)))
         var = self.ff + self.spsp + (one[ii] + one[jj]) + 2 * uu_cross[ii, jj]
         if self.shared_assets:
             asset = self.col_asset[cols]
@@ -868,29 +917,48 @@ class _Fast:
         agg = pair[:, ii] + pair[:, jj]
         agg += np.concatenate([self.base[self.sel], [self.buys, self.sells, self.pull_sum, self.cash_sum,
                                                       self.total]])[:, None]
-        violations, _ = self._terms(shortfall, agg[:n], agg[n + 4], var, agg[n], agg[n + 1])
+        sector_rows, name_rows = self._reference_rows(cols, Z[n + 4])
+        violations, _ = self._terms(shortfall, agg[:n], agg[n + 4], var, agg[n], agg[n + 1], sector_rows, name_rows)
         objective = agg[n + 2:n + 4] * self.objective_weights
         scores = objective[0] + objective[1]
-        scores /= V
+        scores /= self.V
         scores += violations
-        ok = (violations < violation - 1e-12) & (scores < score - 1e-12)
-        if not ok.any():
-            return None
-        k = int(np.where(ok, scores, np.inf).argmin())
-        if scores[k] >= bar:
-            return None
-        return int(cols[ii[k]]), int(cols[jj[k]]), float(violations[k]), float(scores[k])
+        if single:
+            return violations[:1], scores[:1]
+        return violations, scores
 
-    def _screen(self, Z: np.ndarray, cols: np.ndarray, one: np.ndarray, uu_cross: np.ndarray, violation: float,
-                score: float, bar: float) -> tuple[np.ndarray, np.ndarray]:
+    def _reference_rows(self, cols: np.ndarray, change: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The sector and single-name rows `Repairer._open_rows` gives `pair_scores` for the pool `cols` (change:
+        the pool's dollars + cash), with its operations: the rows its sums run over."""
+        lim, al = self.limits, self.allow
+        ns = self.n_sectors
+        equity_low = float(self.base[0]) + 2.0 * min(0.0, float(self.cm[0, cols].min(initial=0.0)))
+        if equity_low > 1e-9:
+            rise = np.clip(self.cm[3:3 + ns][:, cols].max(axis=1, initial=0.0), 0.0, None)
+            high = (self.base[3:3 + ns] + 2.0 * rise) / equity_low
+            open_s = high > lim.max_sector + al.sectors - 1e-9
+            open_s[FINANCIALS] = True
+            sector_rows = np.nonzero(open_s)[0]
+        else:
+            sector_rows = np.arange(ns)
+        total_low = self.total + 2.0 * min(0.0, float(change.min(initial=0.0)))
+        if self.n_names and total_low > 0:
+            rise = np.clip(self.cm[3 + ns:self.R][:, cols].max(axis=1, initial=0.0), 0.0, None)
+            high = (self.base[3 + ns:] + 2.0 * rise) / total_low
+            name_rows = np.nonzero(high > lim.max_single_stock + al.names - 1e-9)[0]
+        else:
+            name_rows = np.arange(self.n_names)
+        return sector_rows, name_rows
+
+    def _screen(self, pool: tuple, violation: float, score: float, bar: float) -> tuple[np.ndarray, np.ndarray]:
         """Pairs (i, j) of the pool (positions, row-major order, both orientations, on different slots) that a
-        lower bound of their violation and score does not rule out (see the class docstring). Z: the pool's
-        columns of `cm` at `pair_rows`; one, uu_cross: the per-step and cross parts of the pair variance.
+        lower bound of their violation and score does not rule out (see the class docstring); pool: `_pool`.
 
         The bound: the pair's cash shortfall and turnover terms, plus max(0, sum of the linear parts of the
         limit terms violated now): sector and minimum terms over the pair's equity, single-name terms over the
         largest total any pair reaches, and volatility (if over its cap now) through the chord of the square
         root over the pairs' range of variance, which lies below it."""
+        cols, Z, one, uu_cross = pool
         b = self.book
         V = self.V
         n = self.n_sel

@@ -115,3 +115,135 @@ def test_the_state_score_equals_the_reference_no_op_step(market, monkeypatch):
         for repairer, q, relief, q_cont, _ in _captured(market, monkeypatch, options):
             fast = rounding._Fast(repairer, q.copy(), relief, q_cont)
             assert fast.current() == repairer.state_score(q, relief, q_cont)
+
+
+def _pct_as_written(x: float, other: float | None = None) -> str:
+    """engine.explain.pct before it was memoised and rounded numpy floats itself."""
+    decimals = 0 if abs(x) >= 0.0995 else 1
+    if other is not None and abs(x - other) > 1e-9:
+        while decimals < 3 and round(x * 100, decimals) == round(other * 100, decimals):
+            decimals += 1
+    return f"{x * 100:.{decimals}f}%"
+
+
+def test_percentages_read_as_before_for_numpy_and_python_floats():
+    from engine.explain import pct
+
+    rng = np.random.default_rng(5)
+    values = np.concatenate([rng.random(3000) * 10.0 ** rng.integers(-5, 1, 3000),
+                             np.arange(0, 0.1, 0.00005) + 0.000025, [0.02675, 0.0995, 0.1, 0.12345, 0.0]])
+    for v in values:
+        for x in (np.float64(v), float(v)):
+            for other in (None, np.float64(v * 1.0001), float(v) + 0.00001, float(v)):
+                assert pct(x, other) == _pct_as_written(x, other)
+
+
+@pytest.mark.parametrize(("holdings", "menu"), [
+    ({"BND": 300, "IEF": 120}, ["BND", "IEF", "GLD"]),  # no equity at all
+    ({"BND": 400, "SPY": 1, "XLF": 1}, ["BND", "IEF", "SPY", "XLF"]),  # equity a step can remove entirely
+])
+def test_little_or_no_equity_matches_too(market, monkeypatch, holdings, menu):
+    last = market.prices.ffill().iloc[-1]
+    positions = [Position(t, "Taxable", "taxable", float(s), float(last[t]), cost_basis=1000.0)
+                 for t, s in holdings.items()]
+    request = RebalanceRequest(positions, [AccountCash("Taxable", "taxable", 500.0)], menu, market,
+                               Options(profile="conservative", cash_change=-3000.0), engine.load_views())
+    seen: list[tuple] = []
+    original = rounding.Repairer.repair
+
+    def spy(self, q, relief, q_cont, max_steps, **kwargs):
+        seen.append((self, q.copy(), relief.copy(), q_cont.copy(), max_steps))
+        return original(self, q, relief, q_cont, max_steps, **kwargs)
+
+    monkeypatch.setattr(rounding.Repairer, "repair", spy)
+    engine.rebalance(request, cache=engine.ProblemCache())
+    monkeypatch.undo()
+    rng = np.random.default_rng(3)
+    for repairer, q, relief, q_cont, max_steps in seen:
+        for start in (q, np.maximum(q + rng.integers(-2, 3, len(q)), -repairer.book.shares0)):
+            fast_trace: list = []
+            reference_trace: list = []
+            fast = repairer.repair(start, relief, q_cont, max_steps, trace=fast_trace)
+            reference = repairer.repair_reference(start, relief, q_cont, max_steps, trace=reference_trace)
+            np.testing.assert_array_equal(fast[0], reference[0])
+            assert fast[1] == reference[1]
+            assert fast_trace == reference_trace
+
+
+@pytest.mark.parametrize("edit", ["no equity", "one small equity holding", "tiny single-name cap"])
+def test_edge_states_match_too(market, monkeypatch, edit):
+    """Inputs edited so that no asset (or one small holding) counts as equity, which masks the sector and minimum
+    terms per state and puts many sectors over their caps at once, or so that every single name is over its cap:
+    many rows in the sector and single-name sums (numpy adds those rows pairwise in the reference)."""
+    import dataclasses
+
+    (repairer, q, relief, q_cont, max_steps), *_ = _captured(market, monkeypatch, OPTIONS[0])
+    book, exp, limits = repairer.book, repairer.exp, repairer.limits
+    if edit == "tiny single-name cap":
+        limits = dataclasses.replace(limits, max_single_stock=0.005)
+    else:
+        equity = np.zeros_like(exp.equity)
+        if edit == "one small equity holding":
+            held = np.nonzero(book.shares0 > 0)[0]
+            slot = held[np.argmin((book.shares0 * book.prices)[held])]
+            equity[book.asset_of[slot]] = 1.0
+        exp = dataclasses.replace(exp, equity=equity)
+    edited = rounding.Repairer(book, repairer.risk, exp, limits, repairer.allow, fractional=repairer.fractional,
+                               min_trade_usd=repairer.min_trade, cash_drag=repairer.cash_drag)
+    rng = np.random.default_rng(17)
+    for trial in range(4):
+        start = np.maximum(q + rng.integers(-2, 3, len(q)), -book.shares0) if trial else q
+        fast_trace: list = []
+        reference_trace: list = []
+        fast = edited.repair(start, relief, q_cont, max_steps, trace=fast_trace)
+        reference = edited.repair_reference(start, relief, q_cont, max_steps, trace=reference_trace)
+        np.testing.assert_array_equal(fast[0], reference[0])
+        assert fast[1] == reference[1]
+        assert fast_trace == reference_trace
+
+
+@pytest.mark.parametrize("options", OPTIONS[:5], ids=[str(i) for i in range(5)])
+def test_every_single_step_score_equals_the_reference_bit_for_bit(market, monkeypatch, options):
+    """Not only the moves taken: all single-step scores, with and without the cash weight, at every state of
+    a walk through arbitrary steps (terms too small to move a move today would still show here)."""
+    rng = np.random.default_rng(23)
+    for repairer, q, relief, q_cont, _ in _captured(market, monkeypatch, options):
+        fast = rounding._Fast(repairer, q.copy(), relief, q_cont)
+        for _ in range(12):
+            cols = fast.ok.nonzero()[0]
+            if not len(cols):
+                break
+            violations, scores, no_cash = fast.singles(cols)
+            state = repairer._state(fast.q, relief, q_cont)
+            steps = repairer.steps(fast.q, q_cont)
+            np.testing.assert_array_equal(steps.slot, fast.col_slot[cols])
+            reference = repairer.single_scores(state, steps)
+            np.testing.assert_array_equal(violations, reference[0])
+            np.testing.assert_array_equal(scores, reference[1])
+            np.testing.assert_array_equal(no_cash, repairer.single_scores(state, steps, cash_weight=0.0)[1])
+            u = repairer.risk.loadings[:, steps.asset] * steps.dollars  # a per-step part, kept per column
+            np.testing.assert_array_equal(fast.cm[fast.R + 6, cols], (u * u).sum(axis=0))
+            fast.take(int(cols[rng.integers(len(cols))]))
+            fast.refresh()
+
+
+@pytest.mark.parametrize("options", OPTIONS[:5], ids=[str(i) for i in range(5)])
+def test_every_pair_score_equals_the_reference_bit_for_bit(market, monkeypatch, options):
+    """All pairs of a pool (not only those the screen lets through), both orientations, at several states."""
+    rng = np.random.default_rng(29)
+    for repairer, q, relief, q_cont, _ in _captured(market, monkeypatch, options):
+        fast = rounding._Fast(repairer, q.copy(), relief, q_cont)
+        for _ in range(4):
+            cols = fast.ok.nonzero()[0]
+            if len(cols) < 2:
+                break
+            pick = np.sort(rng.choice(len(cols), size=min(len(cols), 30), replace=False))
+            state = repairer._state(fast.q, relief, q_cont)
+            reference = repairer.pair_scores(state, repairer.steps(fast.q, q_cont).take(pick))
+            slot = fast.col_slot[cols[pick]]
+            ii, jj = np.nonzero(slot[:, None] != slot[None, :])
+            violations, scores = fast.pair_scores(fast._pool(cols[pick]), ii, jj)
+            np.testing.assert_array_equal(violations, reference[0][ii, jj])
+            np.testing.assert_array_equal(scores, reference[1][ii, jj])
+            fast.take(int(cols[rng.integers(len(cols))]))
+            fast.refresh()
