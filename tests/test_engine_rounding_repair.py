@@ -51,6 +51,11 @@ def _request(market, options: dict) -> RebalanceRequest:
 
 
 def _captured(market, monkeypatch, options: dict) -> list[tuple]:
+    return _captured_request(_request(market, options), monkeypatch)
+
+
+def _captured_request(request: RebalanceRequest, monkeypatch) -> list[tuple]:
+    """Every (repairer, q, relief, q_cont, max_steps) the engine hands to `Repairer.repair` for `request`."""
     seen: list[tuple] = []
     original = rounding.Repairer.repair
 
@@ -59,22 +64,29 @@ def _captured(market, monkeypatch, options: dict) -> list[tuple]:
         return original(self, q, relief, q_cont, max_steps, **kwargs)
 
     monkeypatch.setattr(rounding.Repairer, "repair", spy)
-    engine.rebalance(_request(market, options), cache=engine.ProblemCache())
+    engine.rebalance(request, cache=engine.ProblemCache())
     monkeypatch.undo()
     assert seen
     return seen
 
 
+def _assert_same_descent(repairer, start, relief, q_cont, steps) -> list:
+    """The fast repair and the reference descent take the same moves, to the last bit of every score
+    (exact floats, not approximately). Returns the trace of (violation, score) after every move."""
+    fast_trace: list = []
+    reference_trace: list = []
+    fast = repairer.repair(start, relief, q_cont, steps, trace=fast_trace)
+    reference = repairer.repair_reference(start, relief, q_cont, steps, trace=reference_trace)
+    np.testing.assert_array_equal(fast[0], reference[0])
+    assert fast[1] == reference[1]
+    assert fast_trace == reference_trace
+    return fast_trace
+
+
 @pytest.mark.parametrize("options", OPTIONS, ids=[str(i) for i in range(len(OPTIONS))])
 def test_repair_takes_the_reference_moves_to_the_last_bit(market, monkeypatch, options):
     for repairer, q, relief, q_cont, max_steps in _captured(market, monkeypatch, options):
-        fast_trace: list = []
-        reference_trace: list = []
-        fast = repairer.repair(q, relief, q_cont, max_steps, trace=fast_trace)
-        reference = repairer.repair_reference(q, relief, q_cont, max_steps, trace=reference_trace)
-        np.testing.assert_array_equal(fast[0], reference[0])
-        assert fast[1] == reference[1]
-        assert fast_trace == reference_trace  # exact floats, not approximately
+        fast_trace = _assert_same_descent(repairer, q, relief, q_cont, max_steps)
         assert fast_trace[0] == repairer.state_score(q, relief, q_cont)
 
 
@@ -99,14 +111,7 @@ def test_a_perturbed_start_needs_pairs_and_still_matches(market, monkeypatch):
         start = np.maximum(start, -repairer.book.shares0)
         start = np.where(repairer.book.can_buy | (start <= 0), start, 0.0)
         start = np.where(repairer.book.can_sell | (start >= 0), start, 0.0)
-        steps = max_steps if trial % 2 == 0 else 3 + trial
-        fast_trace: list = []
-        reference_trace: list = []
-        fast = repairer.repair(start, relief, q_cont, steps, trace=fast_trace)
-        reference = repairer.repair_reference(start, relief, q_cont, steps, trace=reference_trace)
-        np.testing.assert_array_equal(fast[0], reference[0])
-        assert fast[1] == reference[1]
-        assert fast_trace == reference_trace
+        _assert_same_descent(repairer, start, relief, q_cont, max_steps if trial % 2 == 0 else 3 + trial)
     assert pairs_seen > 0
 
 
@@ -148,26 +153,11 @@ def test_little_or_no_equity_matches_too(market, monkeypatch, holdings, menu):
                  for t, s in holdings.items()]
     request = RebalanceRequest(positions, [AccountCash("Taxable", "taxable", 500.0)], menu, market,
                                Options(profile="conservative", cash_change=-3000.0), engine.load_views())
-    seen: list[tuple] = []
-    original = rounding.Repairer.repair
-
-    def spy(self, q, relief, q_cont, max_steps, **kwargs):
-        seen.append((self, q.copy(), relief.copy(), q_cont.copy(), max_steps))
-        return original(self, q, relief, q_cont, max_steps, **kwargs)
-
-    monkeypatch.setattr(rounding.Repairer, "repair", spy)
-    engine.rebalance(request, cache=engine.ProblemCache())
-    monkeypatch.undo()
+    seen = _captured_request(request, monkeypatch)
     rng = np.random.default_rng(3)
     for repairer, q, relief, q_cont, max_steps in seen:
         for start in (q, np.maximum(q + rng.integers(-2, 3, len(q)), -repairer.book.shares0)):
-            fast_trace: list = []
-            reference_trace: list = []
-            fast = repairer.repair(start, relief, q_cont, max_steps, trace=fast_trace)
-            reference = repairer.repair_reference(start, relief, q_cont, max_steps, trace=reference_trace)
-            np.testing.assert_array_equal(fast[0], reference[0])
-            assert fast[1] == reference[1]
-            assert fast_trace == reference_trace
+            _assert_same_descent(repairer, start, relief, q_cont, max_steps)
 
 
 @pytest.mark.parametrize("edit", ["no equity", "one small equity holding", "tiny single-name cap"])
@@ -193,13 +183,7 @@ def test_edge_states_match_too(market, monkeypatch, edit):
     rng = np.random.default_rng(17)
     for trial in range(4):
         start = np.maximum(q + rng.integers(-2, 3, len(q)), -book.shares0) if trial else q
-        fast_trace: list = []
-        reference_trace: list = []
-        fast = edited.repair(start, relief, q_cont, max_steps, trace=fast_trace)
-        reference = edited.repair_reference(start, relief, q_cont, max_steps, trace=reference_trace)
-        np.testing.assert_array_equal(fast[0], reference[0])
-        assert fast[1] == reference[1]
-        assert fast_trace == reference_trace
+        _assert_same_descent(edited, start, relief, q_cont, max_steps)
 
 
 @pytest.mark.parametrize("options", OPTIONS[:5], ids=[str(i) for i in range(5)])
