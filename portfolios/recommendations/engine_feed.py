@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -243,8 +244,6 @@ def warm_up() -> str:
     of menu funds, which takes exactly the path a real run takes. Never raises: a worker must start even
     when the database is empty or not migrated yet.
     """
-    import time
-
     start = time.perf_counter()
     try:
         _blas_single_thread()
