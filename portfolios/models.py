@@ -19,6 +19,9 @@ class Security(models.Model):
     class Kind(models.TextChoices):
         STOCK = "stock", "Stock"
         ETF = "etf", "ETF"
+        FUND = "fund", "Mutual fund"
+        OPTION = "option", "Option"
+        BOND = "bond", "Bond or T-bill"
         UNKNOWN = "unknown", "Unknown"
 
     class Size(models.TextChoices):
@@ -213,6 +216,13 @@ class Holding(models.Model):
         max_digits=18, decimal_places=2, null=True, blank=True, help_text="Total cost of the lot"
     )
     acquired_on = models.DateField(null=True, blank=True)
+    # What the broker file said of this lot (USD): kept to value holdings the market data cannot price.
+    file_price_usd = models.DecimalField(
+        max_digits=20, decimal_places=6, null=True, blank=True, help_text="Price per share the file gave"
+    )
+    file_value_usd = models.DecimalField(
+        max_digits=18, decimal_places=2, null=True, blank=True, help_text="Market value the file gave"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -88,7 +88,8 @@ def portfolio_import(*, portfolio: Portfolio, parsed: ParsedFile, mode: str = "r
                 account.holdings.filter(security__ticker__in=tickers).delete()
         Holding.objects.bulk_create([
             Holding(account=accounts[p.account], security=securities[p.ticker], shares=p.shares,
-                    cost_basis_usd=p.cost_basis, acquired_on=p.acquired_on)
+                    cost_basis_usd=p.cost_basis, acquired_on=p.acquired_on,
+                    file_price_usd=p.price, file_value_usd=p.market_value)
             for p in parsed.positions
         ])
         rebalance_run_request(portfolio=portfolio, trigger=RebalanceRun.Trigger.IMPORT)

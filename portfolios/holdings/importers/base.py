@@ -70,6 +70,15 @@ class ParsedPosition:
     cost_basis: Decimal | None
     acquired_on: dt.date | None
     line: int
+    # What the file itself says of the position, in USD (converted with the file's own rates when the
+    # file is in another currency): the price per share or contract, the lot's market value, the
+    # security kind when the file names one (one of Security.Kind's values: stock, etf, fund, option,
+    # bond; "" = not said) and its description. Used to value and model holdings the security master
+    # cannot price (never dropped: see DESIGN.md, "nothing dropped").
+    price: Decimal | None = None
+    market_value: Decimal | None = None
+    kind: str = ""
+    description: str = ""
 
 
 @dataclass(frozen=True)
