@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from engine.types import SecurityInfo
 
@@ -34,3 +34,49 @@ def default_menu(
         for t, info in securities.items()
         if is_diversifier(t, info.kind, sectors.get(t, {}).get("Information Technology", 0.0))
     )
+
+
+def one_fund_per_role(
+    menu: Sequence[str],
+    *,
+    held: Sequence[str],
+    securities: Mapping[str, SecurityInfo],
+    etf_sectors: Mapping[str, Mapping[str, float]],
+    preferred: Sequence[str] = (),
+) -> list[str]:
+    """The menu with at most one fund to buy per role (engine.roles): two funds of one role are overlap.
+
+    Within a role the fund kept is, in order: one the portfolio already holds (buying more of it adds
+    no new position and selling it to buy its twin would only churn), one the views name (`preferred`,
+    in their order), else the first in the menu's order. Order of the menu is kept.
+    """
+    from engine.roles import fund_role  # light: no solver import
+
+    def role(ticker: str) -> str:
+        info = securities.get(ticker)
+        return fund_role(info, etf_sectors.get(ticker)) if info else f"unknown:{ticker}"
+
+    held_set, rank = set(held), {t: i for i, t in enumerate(preferred)}
+    chosen: dict[str, str] = {}
+    for ticker in menu:
+        r = role(ticker)
+        best = chosen.get(r)
+        if best is None or _fund_preference(ticker, held_set, rank) < _fund_preference(best, held_set, rank):
+            chosen[r] = ticker
+    keep = set(chosen.values())
+    return [t for t in menu if t in keep]
+
+
+def _fund_preference(ticker: str, held: set[str], rank: Mapping[str, int]) -> tuple[int, int]:
+    return (0 if ticker in held else 1, rank.get(ticker, len(rank)))
+
+
+def views_vehicles(views: Mapping[str, object] | None) -> list[str]:
+    """The funds the views name, core first then the tilt vehicles (their order kept)."""
+    tilts = (views or {}).get("tilts") or {}
+    if not isinstance(tilts, Mapping):
+        return []
+    named = list(tilts.get("core") or {})
+    for tickers in (tilts.get("vehicles") or {}).values():
+        named += [t for t in tickers if t not in named]
+    return named

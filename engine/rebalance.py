@@ -56,6 +56,7 @@ from engine.limits import (
     name_limit_rows,
     names_that_can_bind,
 )
+from engine.menu import one_fund_per_role, views_vehicles
 from engine.problem import ProblemCache, ProblemData, Solution, solve_problem
 from engine.profiles import DEFAULT_COSTS, CostModel, Profile, profile_get, tax_drag
 from engine.risk import RiskModel, estimate_risk_model
@@ -290,6 +291,8 @@ def prepare(request: RebalanceRequest, cache: ProblemCache) -> Prepared:
         ticker = p.ticker.strip().upper()
         if ticker not in held_order:
             held_order.append(ticker)
+    menu = one_fund_per_role(menu, held=held_order, securities=market.securities, etf_sectors=market.etf_sectors,
+                             preferred=views_vehicles(request.views if options.use_views else None))
     universe = held_order + [t for t in menu if t not in held_order]
     n = len(universe)
     index = {t: i for i, t in enumerate(universe)}

@@ -41,3 +41,33 @@ def test_it_reads_sector_funds_from_the_look_through_not_the_ticker():
     info = SecurityInfo("NEWF", "etf", "equity", "", "large", "us", "Some New Fund")
     assert fund_role(info, {"Financials": 0.9, "Industrials": 0.1}) == "sector:Financials"
     assert fund_role(info, {"Financials": 0.3, "Industrials": 0.3, "Energy": 0.4}) == "large:other"
+
+
+def test_the_menu_keeps_one_fund_per_role_preferring_held_then_the_views():
+    from engine.menu import default_menu, one_fund_per_role
+
+    market = load_bundled_market(years=1)
+    menu = default_menu(market.securities, market.etf_sectors)
+    roles = fund_roles(market.securities, market.etf_sectors)
+    kept = one_fund_per_role(menu, held=["VB"], securities=market.securities, etf_sectors=market.etf_sectors,
+                             preferred=["RSP", "XLF", "IJR", "IWM"])
+    kept_roles = [roles[t] for t in kept]
+    assert len(kept_roles) == len(set(kept_roles))
+    assert set(kept_roles) == {roles[t] for t in menu}  # every role still has a fund
+    assert "VB" in kept and "IJR" not in kept and "IWM" not in kept  # the held small-cap fund, not a twin
+    assert "XLF" in kept and "IYF" not in kept  # the views' financials fund
+    assert kept == [t for t in menu if t in kept]  # the menu's order is kept
+
+
+def test_a_plan_never_buys_two_funds_of_one_role():
+    import engine
+
+    market = load_bundled_market(years=3)
+    roles = fund_roles(market.securities, market.etf_sectors)
+    import bench.advice as advice
+
+    for case in advice.corpus(market, variants=1, seed=3):
+        doc = advice.plan(case, market, advice.default_menu(market.securities, market.etf_sectors),
+                          engine.load_views(), engine.ProblemCache())
+        bought = {t["ticker"] for t in doc["trades"] if t["action"] == "buy"}
+        assert len({roles[t] for t in bought}) == len(bought), (case.name, sorted(bought))
