@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from engine.tickers import ticker_key
+
 # --- market data -------------------------------------------------------------------------------
 
 
@@ -173,7 +175,7 @@ class Portfolio(models.Model):
 
     @property
     def keep_list(self) -> list[str]:
-        return [t.strip().upper() for t in self.keep_tickers.split(",") if t.strip()]
+        return list(dict.fromkeys(ticker_key(t) for t in self.keep_tickers.split(",") if t.strip()))
 
 
 class Account(models.Model):

@@ -8,6 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from engine.tickers import TICKER_MAX_LEN, ticker_normalize
 from portfolios.models import Portfolio, Profile, RebalanceRun
 
 MAX_CASH_USD = 1e12
@@ -28,18 +29,35 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-class StrictRegexField(serializers.RegexField):
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
 class StrictFloatField(serializers.FloatField):
     def to_internal_value(self, data):
         if isinstance(data, bool) or not isinstance(data, int | float):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+# What `StrictTickerField` accepts, for the schema: a class share in any spelling (BRK.B, brk/b, BRK B) or
+# letters, digits, "." and "-" starting and ending with a letter or digit. A test checks the two agree.
+TICKER_SPELLING = r"^(?:[A-Za-z]{1,6}[./ ][A-Za-z]|[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,22}[A-Za-z0-9])?)$"
+
+
+@extend_schema_field({"type": "string", "pattern": TICKER_SPELLING, "maxLength": TICKER_MAX_LEN})
+class StrictTickerField(StrictCharField):
+    """A ticker in any spelling a person writes (`brk.b`), returned in the one stored form (`BRK-B`)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=TICKER_MAX_LEN, trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data):
+        text = super().to_internal_value(data)
+        if text != text.strip():
+            raise serializers.ValidationError("no spaces around a ticker")
+        if not text.isascii():
+            raise serializers.ValidationError("a ticker is written in ASCII letters and digits")
+        try:
+            return ticker_normalize(text)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
 
 class StrictBooleanField(serializers.BooleanField):
@@ -148,8 +166,9 @@ class RebalanceRequestSerializer(serializers.Serializer):
     )
     buy_only = StrictBooleanField(required=False, help_text="Never sell; only buy with the available cash")
     keep = serializers.ListField(
-        child=StrictRegexField(r"^[A-Za-z0-9^][A-Za-z0-9.\-=]{0,23}$", max_length=24, trim_whitespace=False),
-        required=False, max_length=MAX_KEEP_TICKERS, help_text="Tickers never to sell",
+        child=StrictTickerField(),
+        required=False, max_length=MAX_KEEP_TICKERS,
+        help_text="Tickers never to sell; class shares in any spelling (BRK.B, BRK/B, BRK-B)",
     )
     fractional = StrictBooleanField(required=False, help_text="Allow fractional shares")
     max_turnover = StrictFloatField(
@@ -159,7 +178,7 @@ class RebalanceRequestSerializer(serializers.Serializer):
     use_views = StrictBooleanField(required=False, help_text="Apply the dated investment views")
 
     def validate_keep(self, value: list[str]) -> list[str]:
-        return list(dict.fromkeys(t.strip().upper() for t in value))
+        return list(dict.fromkeys(value))
 
 
 class RunAcceptedSerializer(serializers.Serializer):

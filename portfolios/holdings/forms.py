@@ -8,7 +8,7 @@ from decimal import Decimal
 from django import forms
 from django.conf import settings
 
-from portfolios.holdings.importers import ticker_normalize
+from engine.tickers import ticker_normalize
 from portfolios.models import Account, Portfolio
 
 

@@ -12,7 +12,8 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from portfolios.holdings.importers import ImportFailed, ParsedFile, parse_positions, ticker_normalize
+from engine.tickers import ticker_normalize
+from portfolios.holdings.importers import ImportFailed, ParsedFile, parse_positions
 from portfolios.models import Account, Holding, Portfolio, RebalanceRun, Security
 from portfolios.recommendations.services import rebalance_run_request
 
