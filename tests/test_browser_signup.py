@@ -1,8 +1,10 @@
-"""Real headless Chromium: sign up and land on the empty dashboard."""
+"""Real headless Chromium: sign up, follow the emailed link, land on the empty dashboard."""
 
 import os
+import re
 
 import pytest
+from django.core import mail
 
 from tests.conftest import ARTIFACTS
 
@@ -15,6 +17,13 @@ def test_it_signs_up_in_a_real_browser(page):
     page.get_by_label("Email:").fill("erin@example.com")
     page.get_by_label("Password:", exact=True).fill("a long secret 9!")
     page.get_by_label("Password (again):").fill("a long secret 9!")
+    page.locator("form button[type=submit]").click()
+    page.wait_for_url("**/accounts/confirm-email/")
+    assert "Verify Your Email Address" in page.content()
+
+    [message] = [m for m in mail.outbox if m.to == ["erin@example.com"]]
+    link = re.search(r"https?://[^/]+(/accounts/confirm-email/\S+)", message.body).group(1)
+    page.goto(link)
     page.locator("form button[type=submit]").click()
     page.wait_for_url("**/portfolios/")
     assert page.get_by_test_id("empty-dashboard").is_visible()
