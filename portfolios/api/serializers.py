@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.validators import RegexValidator
 from drf_spectacular.types import OpenApiTypes
@@ -9,10 +11,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from engine.tickers import TICKER_MAX_LEN, ticker_normalize
+from portfolios.access import id_parse
+from portfolios.holdings.services import MAX_FILL_PRICE, ExecutedSelection
 from portfolios.models import Portfolio, Profile, RebalanceRun
 
 MAX_CASH_USD = 1e12
 MAX_KEEP_TICKERS = 50
+MAX_TRADES = 1000
+MAX_FILL_PRICE_USD = float(MAX_FILL_PRICE)
 
 
 # --- JSON fields that take only the JSON type the schema names ------------------------------------
@@ -207,6 +213,88 @@ class RunSerializer(serializers.ModelSerializer):
     @extend_schema_field({"type": "object", "additionalProperties": {}, "nullable": True})
     def get_result(self, run: RebalanceRun) -> dict | None:
         return run.result if run.status == RebalanceRun.Status.DONE else None
+
+
+# --- executed plans ------------------------------------------------------------------------------
+
+
+class StrictIntegerField(serializers.IntegerField):
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field({
+    "type": "object", "description": "{trade index: fill price in USD}; a trade not listed filled at the plan's price",
+    "additionalProperties": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_FILL_PRICE_USD},
+})
+class FillPricesField(serializers.DictField):
+    """`{"0": 181.5}` -> `{0: Decimal("181.5")}`: keys are trade indexes, values prices above 0."""
+
+    def __init__(self, **kwargs):
+        super().__init__(child=StrictFloatField(max_value=MAX_FILL_PRICE_USD), **kwargs)
+
+    def to_internal_value(self, data):
+        prices = super().to_internal_value(data)
+        out, errors = {}, {}
+        for key, price in prices.items():
+            index = id_parse(key) if key != "0" else 0
+            if index is None:
+                errors[key] = ["the key must be a trade index (0, 1, 2, …)"]
+            elif not price > 0:
+                errors[key] = ["a fill price is above 0"]
+            else:
+                out[index] = Decimal(str(price))
+        if errors:
+            raise serializers.ValidationError(errors)
+        return out
+
+
+class ExecutedRequestSerializer(serializers.Serializer):
+    """Body of `POST /api/runs/{id}/executed/`."""
+
+    trades = serializers.ListField(
+        child=StrictIntegerField(min_value=0), required=False, allow_empty=False, max_length=MAX_TRADES,
+        help_text="Indexes into the run's result.trades of the trades you made (omitted: every trade not marked yet)",
+    )
+    prices = FillPricesField(required=False)
+
+    def validate(self, data: dict) -> dict:
+        prices, trades = data.get("prices") or {}, data.get("trades")
+        stray = sorted(set(prices) - set(trades)) if trades is not None else []
+        if stray:
+            raise serializers.ValidationError({"prices": [f"trade {i} is not in trades" for i in stray]})
+        return data
+
+    def selections(self) -> list[ExecutedSelection] | None:
+        """The chosen trades with their fill prices; None: every open trade (`fill_prices()` then applies)."""
+        trades = self.validated_data.get("trades")
+        if trades is None:
+            return None
+        return [ExecutedSelection(index=i, fill_price=self.fill_prices().get(i)) for i in trades]
+
+    def fill_prices(self) -> dict[int, Decimal]:
+        return self.validated_data.get("prices") or {}
+
+
+class ExecutedTradeSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Index in the run's result.trades")
+    ticker = serializers.CharField()
+    account = serializers.CharField()
+    action = serializers.ChoiceField(choices=[("buy", "buy"), ("sell", "sell")])
+    shares = serializers.FloatField()
+    plan_price = serializers.FloatField()
+    fill_price = serializers.FloatField()
+    amount = serializers.FloatField(help_text="shares x fill price, USD")
+    lots = serializers.ListField(child=serializers.DictField(), help_text="Lots sold from, or the lot bought")
+
+
+class ExecutedResultSerializer(PortfolioDetailSerializer):
+    executed_plan = serializers.IntegerField(help_text="Id of the audit record")
+    executed = ExecutedTradeSerializer(many=True)
+    cash_change = serializers.FloatField(help_text="The plan's deposit (+) or withdrawal (-) booked now, USD")
+    run = serializers.IntegerField(help_text="The run requested from the new holdings: poll GET /api/runs/{run}/")
 
 
 class DetailSerializer(serializers.Serializer):
