@@ -46,6 +46,18 @@ def verified_user(username: str, email: str, password: str = PASSWORD):
     return user
 
 
+def confirm_email_in_browser(page, email: str) -> None:
+    """After sign-up: open the verification link mailed to `email` (the locmem outbox) and confirm it."""
+    import re
+
+    from django.core import mail
+
+    page.wait_for_url("**/accounts/confirm-email/")
+    [message] = [m for m in mail.outbox if m.to == [email]]
+    page.goto(re.search(r"https?://[^/]+(/accounts/confirm-email/\S+)", message.body).group(1))
+    page.locator("form button[type=submit]").click()
+
+
 @pytest.fixture
 def alice(db):
     return verified_user("alice", "alice@example.com")
