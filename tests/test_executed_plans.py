@@ -213,12 +213,37 @@ def test_the_page_lists_the_trades_ticked(alice_client, alice):
     assert html.count('name="trades"') == html.count(" checked") == len(TRADES)
 
 
+def test_the_form_on_the_run_page_posts_with_its_csrf_token(alice):
+    import re
+
+    from django.test import Client
+
+    portfolio, run = portfolio_with_run(alice)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    html = client.get(f"/portfolios/{portfolio.pk}/runs/{run.pk}/").content.decode()
+    form = html[html.index('data-testid="executed-form"'):]
+    assert f'action="{page_url(run)}"' in form
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+    assert client.post(page_url(run), {"trades": ["2"]}).status_code == 403
+    assert not ExecutedPlan.objects.exists()
+    response = client.post(page_url(run), {"trades": ["2"], "csrfmiddlewaretoken": token})
+    assert response.status_code == 302
+    assert ExecutedPlan.objects.get().trade_indexes == [2]
+
+
 def test_the_run_and_portfolio_pages_link_to_it(alice_client, alice):
     portfolio, run = portfolio_with_run(alice)
     run_page = alice_client.get(f"/portfolios/{portfolio.pk}/runs/{run.pk}/").content.decode()
     assert 'data-testid="executed-form"' in run_page
     detail = alice_client.get(f"/portfolios/{portfolio.pk}/").content.decode()
     assert f'href="{page_url(run)}"' in detail
+
+
+def test_an_overdrawn_account_is_pointed_out(alice_client, alice):
+    _, run = portfolio_with_run(alice)
+    response = alice_client.post(page_url(run), {"trades": ["2"]}, follow=True)  # $2,000 of XLF, $1,000 cash
+    assert "Taxable&#x27;s cash is now -$1,000.00" in response.content.decode()
 
 
 def test_posting_updates_the_holdings_records_the_plan_and_requests_a_run(alice_client, alice):
@@ -339,3 +364,32 @@ def test_the_api_answers_404_for_another_users_run(alice, bob):
     before = everything(portfolio)
     assert token_client(bob).post(api_url(run), {}, format="json").status_code == 404
     assert everything(portfolio) == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_executions_of_one_trade_write_it_once(alice):
+    import threading
+
+    from django.db import connection
+
+    portfolio, run = portfolio_with_run(alice)
+    barrier, outcomes = threading.Barrier(2), []
+
+    def execute() -> None:
+        try:
+            barrier.wait(timeout=10)
+            holdings_apply_executed(run=run, selections=[ExecutedSelection(2)], user=alice)
+            outcomes.append("written")
+        except ExecutionRefused as exc:
+            outcomes.append(exc.errors["trades"][0])
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=execute) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["trade 2 is already marked executed", "written"]
+    assert shares_by_position(portfolio)[("Taxable", "XLF")] == 40
+    assert cash_by_account(portfolio)["Taxable"] == Decimal("-1000.00")

@@ -241,6 +241,11 @@ def executed_plans_for_portfolio(*, portfolio: Portfolio, limit: int = EXECUTED_
     return list(portfolio.executed_plans.select_related("executed_by", "run").order_by("-executed_at", "-id")[:limit])
 
 
+def accounts_overdrawn(*, portfolio: Portfolio) -> list[Account]:
+    """Accounts whose cash is below zero (e.g. trades marked as bought with money never entered)."""
+    return list(portfolio.accounts.filter(cash_usd__lt=0).order_by("name"))
+
+
 @dataclass(frozen=True)
 class ExecutableTrade:
     """One trade of a run as the "I made these trades" form shows it."""

@@ -266,6 +266,9 @@ def run_executed(request: HttpRequest, portfolio_id: int, run_id: int) -> HttpRe
         else:
             messages.success(request, f"Marked {len(plan.trades)} trade(s) as made: the holdings are updated. "
                                       "New suggestions are being computed.")
+            for account in selectors.accounts_overdrawn(portfolio=run.portfolio):
+                messages.warning(request, f"{account.name}'s cash is now -${-account.cash_usd:,.2f}. If you paid "
+                                          "with money you added, edit the account's cash.")
             return redirect("portfolio_detail", portfolio_id=portfolio_id)
     context = {"portfolio": run.portfolio, "run": run, "form": form}
     status = 400 if request.method == "POST" else 200
