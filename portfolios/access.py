@@ -1,10 +1,23 @@
-"""The one place that enforces ownership: another user's object answers 404."""
+"""The one place that enforces ownership (another user's object answers 404), and reads ids from query strings."""
 
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 
 from portfolios.models import Account, Holding, Portfolio, RebalanceRun
+
+ID_MAX = 2**63 - 1  # PostgreSQL bigint
+
+
+def id_parse(raw: str | None) -> int | None:
+    """A positive id written in ASCII digits, or None (signs, spaces, `²`, other scripts' digits, overflow).
+
+    `str.isdigit` alone is not enough: `"²".isdigit()` is true and `int("²")` raises.
+    """
+    if not raw or len(raw) > len(str(ID_MAX)) or not (raw.isascii() and raw.isdigit()):
+        return None
+    value = int(raw)
+    return value if 0 < value <= ID_MAX else None
 
 
 def portfolio_for_user(user, portfolio_id: int) -> Portfolio:

@@ -39,3 +39,17 @@ class RebalanceRunAdmin(admin.ModelAdmin):
     list_display = ["id", "portfolio", "status", "trigger", "profile", "prices_as_of", "created_at", "duration_ms"]
     list_filter = ["status", "trigger"]
     raw_id_fields = ["portfolio"]
+
+
+@admin.register(models.ExecutedPlan)
+class ExecutedPlanAdmin(admin.ModelAdmin):
+    """An audit trail: read-only."""
+
+    list_display = ["id", "portfolio", "run", "executed_by", "executed_at", "cash_change_usd"]
+    readonly_fields = [f.name for f in models.ExecutedPlan._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

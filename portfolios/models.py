@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from engine.tickers import ticker_key
+
 # --- market data -------------------------------------------------------------------------------
 
 
@@ -173,7 +175,7 @@ class Portfolio(models.Model):
 
     @property
     def keep_list(self) -> list[str]:
-        return [t.strip().upper() for t in self.keep_tickers.split(",") if t.strip()]
+        return list(dict.fromkeys(ticker_key(t) for t in self.keep_tickers.split(",") if t.strip()))
 
 
 class Account(models.Model):
@@ -283,3 +285,36 @@ class RebalanceRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.status})"
+
+
+class ExecutedPlan(models.Model):
+    """An audit record: the trades of a run the user said they made at their broker, and what it did.
+
+    `trades` holds one entry per executed trade: `{index, ticker, account, action, shares, plan_price,
+    fill_price, amount, lots}`; a sell's `lots` lists the lots it took (`holding`, `shares`, `cost_basis`),
+    a buy's the lot it created. A run's trade index appears in at most one executed plan.
+    """
+
+    portfolio = models.ForeignKey(Portfolio, on_delete=models.CASCADE, related_name="executed_plans")
+    run = models.ForeignKey(
+        RebalanceRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="executed_plans"
+    )
+    executed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    executed_at = models.DateTimeField(auto_now_add=True)
+    trades = models.JSONField(default=list)
+    cash_change_usd = models.DecimalField(
+        max_digits=18, decimal_places=2, default=Decimal("0"),
+        help_text="The plan's deposit (+) or withdrawal (-), booked with its first execution",
+    )
+
+    class Meta:
+        ordering = ["-executed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"executed plan {self.pk} of run {self.run_id}"
+
+    @property
+    def trade_indexes(self) -> list[int]:
+        return [int(t["index"]) for t in self.trades]

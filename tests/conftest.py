@@ -33,18 +33,39 @@ def _fast_hashing_and_mail(settings):
     settings.ACCOUNT_RATE_LIMITS = False
 
 
-@pytest.fixture
-def alice(db, django_user_model):
-    return django_user_model.objects.create_user(
-        username="alice", email="alice@example.com", password="correct horse battery"
-    )
+PASSWORD = "correct horse battery"
+
+
+def verified_user(username: str, email: str, password: str = PASSWORD):
+    """A user as sign-up leaves one after the emailed link was followed (email verification is mandatory)."""
+    from allauth.account.models import EmailAddress
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user(username=username, email=email, password=password)
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    return user
+
+
+def confirm_email_in_browser(page, email: str) -> None:
+    """After sign-up: open the verification link mailed to `email` (the locmem outbox) and confirm it."""
+    import re
+
+    from django.core import mail
+
+    page.wait_for_url("**/accounts/confirm-email/")
+    [message] = [m for m in mail.outbox if m.to == [email]]
+    page.goto(re.search(r"https?://[^/]+(/accounts/confirm-email/\S+)", message.body).group(1))
+    page.locator("form button[type=submit]").click()
 
 
 @pytest.fixture
-def bob(db, django_user_model):
-    return django_user_model.objects.create_user(
-        username="bob", email="bob@example.com", password="correct horse battery"
-    )
+def alice(db):
+    return verified_user("alice", "alice@example.com")
+
+
+@pytest.fixture
+def bob(db):
+    return verified_user("bob", "bob@example.com")
 
 
 @pytest.fixture

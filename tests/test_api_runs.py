@@ -37,12 +37,12 @@ def test_rebalance_answers_202_and_queues_one_run_after_commit(alice, django_cap
 
 def test_rebalance_accepts_every_option(alice):
     portfolio = portfolio_with_holdings(alice)
-    body = {"cash": -1200.5, "keep": ["aapl", "xlf", "AAPL", "BRK-B", "^GSPC"], "fractional": True,
+    body = {"cash": -1200.5, "keep": ["aapl", "xlf", "AAPL", "BRK-B", "brk.b"], "fractional": True,
             "max_turnover": 0.15, "use_views": False}
     response = token_client(alice).post(f"/api/portfolios/{portfolio.pk}/rebalance/", body, format="json")
     assert response.status_code == 202
     inputs = RebalanceRun.objects.get(pk=response.json()["run"]).inputs
-    assert inputs["keep"] == ["AAPL", "XLF", "BRK-B", "^GSPC"]
+    assert inputs["keep"] == ["AAPL", "XLF", "BRK-B"]  # one normaliser: BRK.B is the BRK-B position
     assert (inputs["cash"], inputs["fractional"], inputs["max_turnover"], inputs["use_views"]) == (
         -1200.5, True, 0.15, False)
     assert inputs["profile"] == "moderate" and inputs["buy_only"] is False  # omitted: the portfolio's settings
@@ -74,6 +74,7 @@ def test_a_second_request_supersedes_the_pending_run(alice):
     ({"max_turnover": 1.5}, "max_turnover"),
     ({"keep": ["AAPL", "=HYPERLINK(1)"]}, "keep"),
     ({"keep": [" AAPL"]}, "keep"),
+    ({"keep": ["^GSPC"]}, "keep"),  # an index, never a holding
     ({"keep": "AAPL"}, "keep"),
     ({"keep": [123]}, "keep"),
     ({"cash": "100"}, "cash"),

@@ -26,7 +26,7 @@ CONTRACT = {
     ("/api/portfolios/", "get"), ("/api/portfolios/", "post"),
     ("/api/portfolios/{id}/", "get"), ("/api/portfolios/{id}/", "patch"), ("/api/portfolios/{id}/", "delete"),
     ("/api/portfolios/{id}/import/", "post"), ("/api/portfolios/{id}/rebalance/", "post"),
-    ("/api/portfolios/{id}/trades.csv", "get"), ("/api/runs/{id}/", "get"),
+    ("/api/portfolios/{id}/trades.csv", "get"), ("/api/runs/{id}/", "get"), ("/api/runs/{id}/executed/", "post"),
 }
 
 
@@ -80,6 +80,12 @@ def test_the_schema_documents_the_bodies(openapi):
     run = schemas["Run"]["properties"]
     assert {"status", "result", "error"} <= set(run)
     assert schemas["StatusEnum"]["enum"] == ["pending", "running", "done", "failed"]
+
+    executed = paths["/api/runs/{id}/executed/"]["post"]
+    assert set(executed["responses"]) >= {"200", "400", "404"}
+    assert set(schemas["ExecutedRequest"]["properties"]) == {"trades", "prices"}
+    assert "required" not in schemas["ExecutedRequest"]
+    assert set(schemas["ExecutedResult"]["required"]) >= {"holdings", "executed", "run", "executed_plan"}
 
 
 def test_the_docs_page_uses_only_vendored_assets(alice):
@@ -159,8 +165,9 @@ def test_every_operation_holds_its_schema(api_schema, world):
             def check(case, target):
                 cache.clear()  # the throttle is tested elsewhere; here it would only cut the run short
                 _aim_at(case, target, world)
-                # A schema-valid upload may still be a bad positions file: its 400 is the contract, not a bug.
-                excluded = [positive_data_acceptance] if case.path.endswith("/import/") else []
+                # A schema-valid upload may still be a bad positions file, and a schema-valid trade index may not
+                # be one of the run's trades: their 400 is the contract, not a bug.
+                excluded = [positive_data_acceptance] if case.path.endswith(("/import/", "/executed/")) else []
                 response = case.call_and_validate(headers=world["headers"], excluded_checks=excluded)
                 assert response.status_code < 500, (case.method, case.formatted_path, response.status_code)
                 if target == "bobs" and "id" in (case.path_parameters or {}):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from portfolios.models import RebalanceRun
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, confirm_email_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.broker]
 
@@ -24,6 +24,7 @@ def test_sign_up_upload_watch_the_run_and_export_the_trades(page, market, celery
     page.get_by_label("Password:", exact=True).fill("a long secret 9!")
     page.get_by_label("Password (again):").fill("a long secret 9!")
     page.locator("form button[type=submit]").click()
+    confirm_email_in_browser(page, "frank@example.com")
     page.wait_for_url("**/portfolios/")
 
     page.get_by_text("Add holdings").click()

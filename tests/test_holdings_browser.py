@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from portfolios.models import Holding, Portfolio, Price, RebalanceRun, Security
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, verified_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -19,7 +19,7 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture
 def portfolio(django_user_model) -> Portfolio:
-    user = django_user_model.objects.create_user(username="alice", email="alice@example.com", password=PASSWORD)
+    user = verified_user("alice", "alice@example.com", PASSWORD)
     aapl = Security.objects.create(ticker="AAPL", name="Apple", kind="stock", priced=True)
     Price.objects.create(security=aapl, date=dt.date(2025, 12, 31), close=250.0)
     return Portfolio.objects.create(owner=user, name="Retirement")

@@ -14,7 +14,7 @@ import pytest
 from django.utils import timezone
 
 from portfolios.models import Account, Holding, Portfolio, RebalanceRun, Security
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, verified_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -38,7 +38,7 @@ def log_in(page, email: str, next_url: str) -> None:
 
 @pytest.fixture
 def portfolio(django_user_model) -> Portfolio:
-    user = django_user_model.objects.create_user(username="alice", email="alice@example.com", password=PASSWORD)
+    user = verified_user("alice", "alice@example.com", PASSWORD)
     portfolio = Portfolio.objects.create(owner=user, name="Retirement")
     account = Account.objects.create(portfolio=portfolio, name="Taxable")
     security = Security.objects.create(ticker="NVDA", kind="stock", priced=True)

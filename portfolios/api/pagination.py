@@ -5,6 +5,8 @@ from __future__ import annotations
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
 
+from portfolios.access import id_parse
+
 
 class StrictPageNumberPagination(PageNumberPagination):
     last_page_strings = ()
@@ -13,6 +15,7 @@ class StrictPageNumberPagination(PageNumberPagination):
         raw = request.query_params.get(self.page_query_param)
         if raw is None:
             return 1
-        if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+        page = id_parse(raw)
+        if page is None:
             raise NotFound(f"Invalid page {raw[:20]!r}: give a whole number from 1.")
-        return int(raw)
+        return page

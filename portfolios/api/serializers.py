@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.validators import RegexValidator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from engine.tickers import TICKER_MAX_LEN, ticker_normalize
+from portfolios.access import id_parse
+from portfolios.holdings.services import MAX_FILL_PRICE, ExecutedSelection
 from portfolios.models import Portfolio, Profile, RebalanceRun
 
 MAX_CASH_USD = 1e12
 MAX_KEEP_TICKERS = 50
+MAX_TRADES = 1000
+MAX_FILL_PRICE_USD = float(MAX_FILL_PRICE)
 
 
 # --- JSON fields that take only the JSON type the schema names ------------------------------------
@@ -28,18 +35,35 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-class StrictRegexField(serializers.RegexField):
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
 class StrictFloatField(serializers.FloatField):
     def to_internal_value(self, data):
         if isinstance(data, bool) or not isinstance(data, int | float):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+# What `StrictTickerField` accepts, for the schema: a class share in any spelling (BRK.B, brk/b, BRK B) or
+# letters, digits, "." and "-" starting and ending with a letter or digit. A test checks the two agree.
+TICKER_SPELLING = r"^(?:[A-Za-z]{1,6}[./ ][A-Za-z]|[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,22}[A-Za-z0-9])?)$"
+
+
+@extend_schema_field({"type": "string", "pattern": TICKER_SPELLING, "maxLength": TICKER_MAX_LEN})
+class StrictTickerField(StrictCharField):
+    """A ticker in any spelling a person writes (`brk.b`), returned in the one stored form (`BRK-B`)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=TICKER_MAX_LEN, trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data):
+        text = super().to_internal_value(data)
+        if text != text.strip():
+            raise serializers.ValidationError("no spaces around a ticker")
+        if not text.isascii():
+            raise serializers.ValidationError("a ticker is written in ASCII letters and digits")
+        try:
+            return ticker_normalize(text)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
 
 class StrictBooleanField(serializers.BooleanField):
@@ -148,8 +172,9 @@ class RebalanceRequestSerializer(serializers.Serializer):
     )
     buy_only = StrictBooleanField(required=False, help_text="Never sell; only buy with the available cash")
     keep = serializers.ListField(
-        child=StrictRegexField(r"^[A-Za-z0-9^][A-Za-z0-9.\-=]{0,23}$", max_length=24, trim_whitespace=False),
-        required=False, max_length=MAX_KEEP_TICKERS, help_text="Tickers never to sell",
+        child=StrictTickerField(),
+        required=False, max_length=MAX_KEEP_TICKERS,
+        help_text="Tickers never to sell; class shares in any spelling (BRK.B, BRK/B, BRK-B)",
     )
     fractional = StrictBooleanField(required=False, help_text="Allow fractional shares")
     max_turnover = StrictFloatField(
@@ -159,7 +184,7 @@ class RebalanceRequestSerializer(serializers.Serializer):
     use_views = StrictBooleanField(required=False, help_text="Apply the dated investment views")
 
     def validate_keep(self, value: list[str]) -> list[str]:
-        return list(dict.fromkeys(t.strip().upper() for t in value))
+        return list(dict.fromkeys(value))
 
 
 class RunAcceptedSerializer(serializers.Serializer):
@@ -188,6 +213,88 @@ class RunSerializer(serializers.ModelSerializer):
     @extend_schema_field({"type": "object", "additionalProperties": {}, "nullable": True})
     def get_result(self, run: RebalanceRun) -> dict | None:
         return run.result if run.status == RebalanceRun.Status.DONE else None
+
+
+# --- executed plans ------------------------------------------------------------------------------
+
+
+class StrictIntegerField(serializers.IntegerField):
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field({
+    "type": "object", "description": "{trade index: fill price in USD}; a trade not listed filled at the plan's price",
+    "additionalProperties": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_FILL_PRICE_USD},
+})
+class FillPricesField(serializers.DictField):
+    """`{"0": 181.5}` -> `{0: Decimal("181.5")}`: keys are trade indexes, values prices above 0."""
+
+    def __init__(self, **kwargs):
+        super().__init__(child=StrictFloatField(max_value=MAX_FILL_PRICE_USD), **kwargs)
+
+    def to_internal_value(self, data):
+        prices = super().to_internal_value(data)
+        out, errors = {}, {}
+        for key, price in prices.items():
+            index = id_parse(key) if key != "0" else 0
+            if index is None:
+                errors[key] = ["the key must be a trade index (0, 1, 2, …)"]
+            elif not price > 0:
+                errors[key] = ["a fill price is above 0"]
+            else:
+                out[index] = Decimal(str(price))
+        if errors:
+            raise serializers.ValidationError(errors)
+        return out
+
+
+class ExecutedRequestSerializer(serializers.Serializer):
+    """Body of `POST /api/runs/{id}/executed/`."""
+
+    trades = serializers.ListField(
+        child=StrictIntegerField(min_value=0), required=False, allow_empty=False, max_length=MAX_TRADES,
+        help_text="Indexes into the run's result.trades of the trades you made (omitted: every trade not marked yet)",
+    )
+    prices = FillPricesField(required=False)
+
+    def validate(self, data: dict) -> dict:
+        prices, trades = data.get("prices") or {}, data.get("trades")
+        stray = sorted(set(prices) - set(trades)) if trades is not None else []
+        if stray:
+            raise serializers.ValidationError({"prices": [f"trade {i} is not in trades" for i in stray]})
+        return data
+
+    def selections(self) -> list[ExecutedSelection] | None:
+        """The chosen trades with their fill prices; None: every open trade (`fill_prices()` then applies)."""
+        trades = self.validated_data.get("trades")
+        if trades is None:
+            return None
+        return [ExecutedSelection(index=i, fill_price=self.fill_prices().get(i)) for i in trades]
+
+    def fill_prices(self) -> dict[int, Decimal]:
+        return self.validated_data.get("prices") or {}
+
+
+class ExecutedTradeSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Index in the run's result.trades")
+    ticker = serializers.CharField()
+    account = serializers.CharField()
+    action = serializers.ChoiceField(choices=[("buy", "buy"), ("sell", "sell")])
+    shares = serializers.FloatField()
+    plan_price = serializers.FloatField()
+    fill_price = serializers.FloatField()
+    amount = serializers.FloatField(help_text="shares x fill price, USD")
+    lots = serializers.ListField(child=serializers.DictField(), help_text="Lots sold from, or the lot bought")
+
+
+class ExecutedResultSerializer(PortfolioDetailSerializer):
+    executed_plan = serializers.IntegerField(help_text="Id of the audit record")
+    executed = ExecutedTradeSerializer(many=True)
+    cash_change = serializers.FloatField(help_text="The plan's deposit (+) or withdrawal (-) booked now, USD")
+    run = serializers.IntegerField(help_text="The run requested from the new holdings: poll GET /api/runs/{run}/")
 
 
 class DetailSerializer(serializers.Serializer):

@@ -16,6 +16,7 @@ urlpatterns = [
     path("portfolios/<int:pk>/rebalance/", views.PortfolioRebalanceView.as_view(), name="portfolio-rebalance"),
     path("portfolios/<int:pk>/trades.csv", views.PortfolioTradesView.as_view(), name="portfolio-trades"),
     path("runs/<int:pk>/", views.RunDetailView.as_view(), name="run-detail"),
+    path("runs/<int:pk>/executed/", views.RunExecutedView.as_view(), name="run-executed"),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="schema"),
     path(
         "docs/",

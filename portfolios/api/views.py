@@ -6,6 +6,7 @@ for every method, before the request body is even looked at.
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.urls import Resolver404, resolve, reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
@@ -24,7 +25,7 @@ from portfolios.api.selectors import portfolio_detail_document
 from portfolios.api.services import portfolio_create, portfolio_delete, portfolio_update
 from portfolios.csv_export import TRADE_COLUMNS, csv_response, trades_csv_rows
 from portfolios.holdings.importers import ImportFailed
-from portfolios.holdings.services import portfolio_import_file
+from portfolios.holdings.services import ExecutionRefused, holdings_apply_executed, portfolio_import_file
 from portfolios.models import Portfolio, RebalanceRun
 from portfolios.recommendations.services import rebalance_run_request, run_inputs_for
 
@@ -189,6 +190,37 @@ class PortfolioRebalanceView(APIView):
 class RunDetailView(APIView):
     def get(self, request: Request, pk: int) -> Response:
         return Response(s.RunSerializer(run_for_user(request.user, pk)).data)
+
+
+class RunExecutedView(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        summary="Mark a run's trades as made at your broker: the holdings follow",
+        description=(
+            "All trades not marked yet, or the listed indexes of `result.trades`, at the plan's prices unless "
+            "`prices` gives fills. In one transaction: sells take the lots the plan sold (lowest tax first), buys "
+            "become lots dated today, cash moves; an audit record is kept and a new run is requested. Bad input "
+            "(an unknown or already executed trade, a price not above 0, a run not done, a sale larger than the "
+            "holding now) answers 400 naming the field, and nothing is written."
+        ),
+        request=s.ExecutedRequestSerializer,
+        responses={200: s.ExecutedResultSerializer, **_BAD_REQUEST, **_AUTH_ERRORS, **_NOT_FOUND},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        run = run_for_user(request.user, pk)
+        body = s.ExecutedRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            with transaction.atomic():
+                plan = holdings_apply_executed(run=run, selections=body.selections(), user=request.user,
+                                               fill_prices=body.fill_prices())
+                next_run = rebalance_run_request(portfolio=run.portfolio, trigger=RebalanceRun.Trigger.EDIT)
+        except ExecutionRefused as exc:
+            return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
+        document = portfolio_detail_document(portfolio=run.portfolio)
+        return Response({**document, "executed_plan": plan.pk, "executed": plan.trades,
+                         "cash_change": float(plan.cash_change_usd), "run": next_run.pk})
 
 
 class PortfolioTradesView(APIView):

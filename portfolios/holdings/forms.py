@@ -8,7 +8,9 @@ from decimal import Decimal
 from django import forms
 from django.conf import settings
 
-from portfolios.holdings.importers import ticker_normalize
+from engine.tickers import ticker_normalize
+from portfolios.holdings.selectors import ExecutableTrade
+from portfolios.holdings.services import MAX_FILL_PRICE, ExecutedSelection
 from portfolios.models import Account, Portfolio
 
 
@@ -118,3 +120,50 @@ class HoldingForm(forms.Form):
         if value and value > dt.date.today():
             raise forms.ValidationError("The date is in the future.")
         return value
+
+
+class ExecutedTradesForm(forms.Form):
+    """"I made these trades": which of a run's open trades were made, and at what fill price (blank: the plan's).
+
+    `cleaned_data["selections"]` holds the `ExecutedSelection`s for the service.
+    """
+
+    trades = forms.TypedMultipleChoiceField(
+        coerce=int, widget=forms.CheckboxSelectMultiple, label="Trades you made",
+        error_messages={"required": "Tick at least one trade you made.",
+                        "invalid_choice": "Trade %(value)s is not an open trade of this suggestion."},
+    )
+
+    def __init__(self, *args, trades: list[ExecutableTrade], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.trades = trades
+        open_trades = [t for t in trades if t.executed_at is None]
+        self.fields["trades"].choices = [(t.index, str(t.index)) for t in open_trades]
+        self.fields["trades"].initial = [t.index for t in open_trades]
+        for t in open_trades:
+            self.fields[f"price_{t.index}"] = forms.DecimalField(
+                label=f"Fill price of trade {t.index + 1} ({t.trade.get('ticker')}, USD)", required=False,
+                min_value=Decimal("0.000001"), max_value=MAX_FILL_PRICE, max_digits=16, decimal_places=6,
+                error_messages={"min_value": "A fill price is above 0.", "invalid": "Enter a number, e.g. 181.25.",
+                                "max_value": f"At most {MAX_FILL_PRICE:,.0f} USD.",
+                                "max_decimal_places": "Use at most 6 decimals.", "max_digits": "Too many digits."},
+                widget=forms.NumberInput(attrs={"step": "any", "inputmode": "decimal",
+                                                "placeholder": str(t.trade.get("price", ""))}),
+            )
+
+    def rows(self) -> list[tuple[ExecutableTrade, bool, forms.BoundField | None]]:
+        """(trade, ticked, its fill-price field) for every trade; an executed trade has no field."""
+        ticked = {str(v) for v in (self["trades"].value() or [])}
+        return [(t, t.executed_at is None and str(t.index) in ticked,
+                 self[f"price_{t.index}"] if t.executed_at is None else None) for t in self.trades]
+
+    def price_errors(self) -> list[str]:
+        """Each fill-price problem with the trade it belongs to, for the summary above the table."""
+        return [f"{self.fields[name].label}: {message}" for name, errors in self.errors.items()
+                if name.startswith("price_") for message in errors]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        data["selections"] = [ExecutedSelection(index=i, fill_price=data.get(f"price_{i}"))
+                              for i in data.get("trades") or []]
+        return data

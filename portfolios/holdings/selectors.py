@@ -10,7 +10,7 @@ from decimal import Decimal
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 
 from portfolios.holdings.importers import ParsedAccount, ParsedFile, ParsedPosition
-from portfolios.models import Account, Holding, Portfolio, Price, Security
+from portfolios.models import Account, ExecutedPlan, Holding, Portfolio, Price, RebalanceRun, Security
 
 CENT = Decimal("0.01")
 
@@ -229,3 +229,36 @@ def import_preview(*, portfolio: Portfolio, parsed: ParsedFile) -> ImportPreview
         replaced_holdings=Holding.objects.filter(account__portfolio=portfolio).count(),
         removed_accounts=sorted(existing - file_accounts),
     )
+
+
+# --- executed plans ----------------------------------------------------------------------------
+
+EXECUTED_PLANS_SHOWN = 20
+
+
+def executed_plans_for_portfolio(*, portfolio: Portfolio, limit: int = EXECUTED_PLANS_SHOWN) -> list[ExecutedPlan]:
+    """The audit trail: the newest executed plans first, with who executed them."""
+    return list(portfolio.executed_plans.select_related("executed_by", "run").order_by("-executed_at", "-id")[:limit])
+
+
+def accounts_overdrawn(*, portfolio: Portfolio) -> list[Account]:
+    """Accounts whose cash is below zero (e.g. trades marked as bought with money never entered)."""
+    return list(portfolio.accounts.filter(cash_usd__lt=0).order_by("name"))
+
+
+@dataclass(frozen=True)
+class ExecutableTrade:
+    """One trade of a run as the "I made these trades" form shows it."""
+
+    index: int
+    trade: dict
+    executed_at: dt.datetime | None  # when it was marked executed (None: still open)
+
+
+def run_executable_trades(*, run: RebalanceRun) -> list[ExecutableTrade]:
+    """The run's trades, each with when it was marked executed, if it was (nothing for a run not done)."""
+    if run.status != RebalanceRun.Status.DONE:
+        return []
+    executed = {i: plan.executed_at for plan in run.executed_plans.order_by("executed_at") for i in plan.trade_indexes}
+    trades = [t for t in (run.result or {}).get("trades") or [] if isinstance(t, dict)]
+    return [ExecutableTrade(index=i, trade=t, executed_at=executed.get(i)) for i, t in enumerate(trades)]

@@ -6,14 +6,17 @@ Every write requests a rebalance run inside its transaction (the run is queued o
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
 
-from portfolios.holdings.importers import ImportFailed, ParsedFile, parse_positions, ticker_normalize
-from portfolios.models import Account, Holding, Portfolio, RebalanceRun, Security
+from engine.tickers import ticker_normalize
+from portfolios.holdings.importers import ImportFailed, ParsedFile, parse_positions
+from portfolios.models import Account, ExecutedPlan, Holding, Portfolio, RebalanceRun, Security
 from portfolios.recommendations.services import rebalance_run_request
 
 MODES = ("replace", "merge")
@@ -189,8 +192,254 @@ def holding_delete(*, holding: Holding) -> None:
     _edited(portfolio)
 
 
+# --- executed plans ("I made these trades") ------------------------------------------------------
+
+CENT = Decimal("0.01")
+SHARES_EPS = Decimal("0.000001")  # shares are stored to 6 decimals
+MAX_FILL_PRICE = Decimal("1e9")
+
+
+@dataclass(frozen=True)
+class ExecutedSelection:
+    """One trade of a run that the user made: its index in the run's trade list, and the fill price
+    (None: the plan's price)."""
+
+    index: int
+    fill_price: Decimal | None = None
+
+
+class ExecutionRefused(ValueError):
+    """Nothing was written. `errors` maps each field at fault ("run", "trades", "prices") to messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(f"{field}: {m}" for field, messages in errors.items() for m in messages))
+        self.errors = errors
+
+
+@dataclass
+class _Book:
+    """The portfolio's accounts and lots while an execution is applied (written back at the end)."""
+
+    as_of: dt.date
+    accounts: dict[str, Account]
+    lots: dict[tuple[str, str], list[Holding]]  # (account name, ticker) -> lots, by id
+    ordered: set[tuple[str, str]] = field(default_factory=set)  # lots already put in selling order
+    emptied: list[Holding] = field(default_factory=list)
+    changed: dict[int, Holding] = field(default_factory=dict)
+    created: list[Holding] = field(default_factory=list)
+
+
+def holdings_apply_executed(*, run: RebalanceRun, selections: Sequence[ExecutedSelection] | None,
+                            user: AbstractBaseUser | None, fill_prices: Mapping[int, Decimal] | None = None
+                            ) -> ExecutedPlan:
+    """Apply the trades of a done run the user made at their broker, in one transaction, and record them.
+
+    `selections` None means every trade not executed yet, at `fill_prices` where given (else the plan's).
+    Sells take the lots in the order the engine's tax model sells them (lowest tax per dollar first; the
+    result document does not name lots); buys become new lots at the fill price, acquired today; each trade
+    moves its account's cash. The plan's deposit or withdrawal (the run's `cash` option) is booked with the
+    run's first execution, in the account the engine put it in (the first taxable account by name), and the
+    portfolio's option is reset to 0 when it still asks for the same amount.
+    Raises `ExecutionRefused` and writes nothing on bad input. Requesting the next run is the caller's.
+    """
+    with transaction.atomic():
+        Portfolio.objects.select_for_update().filter(pk=run.portfolio_id).first()  # one writer at a time
+        run = RebalanceRun.objects.select_related("portfolio").get(pk=run.pk)
+        trades = _run_trades(run)
+        executed = {i for plan in run.executed_plans.all() for i in plan.trade_indexes}
+        if selections is None:
+            selections = _open_selections(trades, executed, fill_prices or {})
+        chosen = _chosen(trades, selections, executed)
+        book = _book_load(run)
+        errors: list[str] = []
+        entries = [_trade_apply(book, index, trades[index], fill, errors) for index, fill in chosen]
+        if errors:
+            raise ExecutionRefused({"trades": errors})
+        cash_change = Decimal("0") if executed else _cash_change_book(book, run)
+        _book_save(book)
+        return ExecutedPlan.objects.create(portfolio=run.portfolio, run=run, executed_by=user,
+                                           trades=entries, cash_change_usd=cash_change)
+
+
+def _run_trades(run: RebalanceRun) -> list[dict]:
+    if run.status != RebalanceRun.Status.DONE:
+        raise ExecutionRefused({"run": [f"run {run.pk} is {run.status}: only a finished suggestion can be executed"]})
+    trades = (run.result or {}).get("trades") or []
+    if not trades:
+        raise ExecutionRefused({"run": [f"run {run.pk} suggested no trades"]})
+    return trades
+
+
+def _open_selections(trades: list[dict], executed: set[int], fill_prices: Mapping[int, Decimal]
+                     ) -> list[ExecutedSelection]:
+    open_indexes = [i for i in range(len(trades)) if i not in executed]
+    if not open_indexes:
+        raise ExecutionRefused({"trades": ["every trade of this run is already marked executed"]})
+    stray = sorted(set(fill_prices) - set(open_indexes))
+    if stray:
+        raise ExecutionRefused({"prices": [f"trade {i} is not an open trade of this run" for i in stray]})
+    return [ExecutedSelection(i, fill_prices.get(i)) for i in open_indexes]
+
+
+def _chosen(trades: list[dict], selections: Sequence[ExecutedSelection], executed: set[int]
+            ) -> list[tuple[int, Decimal]]:
+    """[(index, fill price)] in index order, or ExecutionRefused naming the field at fault."""
+    errors: dict[str, list[str]] = {}
+    seen: set[int] = set()
+    for s in selections:
+        if not 0 <= s.index < len(trades):
+            errors.setdefault("trades", []).append(f"{s.index} is not a trade of this run (0 to {len(trades) - 1})")
+        elif s.index in executed:
+            errors.setdefault("trades", []).append(f"trade {s.index} is already marked executed")
+        elif s.index in seen:
+            errors.setdefault("trades", []).append(f"trade {s.index} is listed twice")
+        if s.fill_price is not None and not (s.fill_price.is_finite() and 0 < s.fill_price <= MAX_FILL_PRICE):
+            errors.setdefault("prices", []).append(f"trade {s.index}: the fill price must be above 0 and at most "
+                                                    f"{MAX_FILL_PRICE:,.0f} USD")
+        seen.add(s.index)
+    if not selections:
+        errors.setdefault("trades", []).append("choose at least one trade")
+    if errors:
+        raise ExecutionRefused(errors)
+    return sorted((s.index, s.fill_price or _plan_price(trades[s.index])) for s in selections)
+
+
+def _plan_price(trade: dict) -> Decimal:
+    return Decimal(str(trade.get("price") or 0))
+
+
+def _book_load(run: RebalanceRun) -> _Book:
+    result = run.result or {}
+    as_of = dt.date.fromisoformat(str(result.get("as_of"))) if result.get("as_of") else dt.date.today()
+    accounts = {a.name: a for a in run.portfolio.accounts.select_for_update().order_by("name", "id")}
+    lots: dict[tuple[str, str], list[Holding]] = {}
+    holdings = (Holding.objects.select_for_update().filter(account__portfolio_id=run.portfolio_id)
+                .select_related("account", "security").order_by("id"))
+    for lot in holdings:
+        lots.setdefault((lot.account.name, lot.security.ticker), []).append(lot)
+    return _Book(as_of=as_of, accounts=accounts, lots=lots)
+
+
+def _trade_apply(book: _Book, index: int, trade: dict, fill: Decimal, errors: list[str]) -> dict:
+    """Apply one trade to the book; a problem goes to `errors` (the caller then writes nothing)."""
+    ticker, account_name, action = str(trade.get("ticker")), str(trade.get("account")), trade.get("action")
+    shares = Decimal(str(trade.get("shares") or 0)).quantize(SHARES_EPS)
+    account = book.accounts.get(account_name)
+    entry = {"index": index, "ticker": ticker, "account": account_name, "action": action, "shares": float(shares),
+             "plan_price": float(_plan_price(trade)), "fill_price": float(fill),
+             "amount": float((shares * fill).quantize(CENT)), "lots": []}
+    if account is None:
+        errors.append(f"trade {index}: the account “{account_name}” is no longer in this portfolio")
+    elif action == "sell":
+        entry["lots"] = _sell(book, account, ticker, shares, _plan_price(trade), index, errors)
+        account.cash_usd += (shares * fill).quantize(CENT)
+    elif action == "buy":
+        entry["lots"] = _buy(book, account, ticker, shares, fill, index, errors)
+        account.cash_usd -= (shares * fill).quantize(CENT)
+    else:
+        errors.append(f"trade {index}: “{action}” is neither buy nor sell")
+    return entry
+
+
+def _sell(book: _Book, account: Account, ticker: str, shares: Decimal, plan_price: Decimal, index: int,
+          errors: list[str]) -> list[dict]:
+    key = (account.name, ticker)
+    lots = _selling_order(book, key, account.account_type, plan_price)
+    held = sum((lot.shares for lot in lots), Decimal("0"))
+    if held + SHARES_EPS < shares:
+        errors.append(f"trade {index}: sells {shares.normalize():f} {ticker} in {account.name}, which holds "
+                      f"{held.normalize():f} now")
+        return []
+    taken: list[dict] = []
+    remaining = shares
+    for lot in list(lots):
+        if remaining <= 0:
+            break
+        take = lot.shares if lot.shares <= remaining + SHARES_EPS else remaining
+        taken.append(_lot_take(book, lot, take))
+        remaining -= take
+    return taken
+
+
+def _lot_take(book: _Book, lot: Holding, take: Decimal) -> dict:
+    """Take `take` shares out of `lot` (its cost basis and file value shrink in proportion)."""
+    basis = None if lot.cost_basis_usd is None else (lot.cost_basis_usd * take / lot.shares).quantize(CENT)
+    record = {"holding": lot.pk, "shares": float(take), "cost_basis": None if basis is None else float(basis),
+              "acquired_on": lot.acquired_on.isoformat() if lot.acquired_on else None}
+    key = (lot.account.name, lot.security.ticker)
+    if take >= lot.shares:
+        book.lots[key].remove(lot)
+        book.emptied.append(lot)
+        book.changed.pop(lot.pk, None)
+        return record
+    keep = lot.shares - take
+    if lot.file_value_usd is not None:
+        lot.file_value_usd = (lot.file_value_usd * keep / lot.shares).quantize(CENT)
+    if basis is not None:
+        lot.cost_basis_usd -= basis
+    lot.shares = keep
+    book.changed[lot.pk] = lot
+    return record
+
+
+def _selling_order(book: _Book, key: tuple[str, str], account_type: str, price: Decimal) -> list[Holding]:
+    """The lots of one holding in the order the engine's tax model sells them (lowest tax per dollar first)."""
+    lots = book.lots.get(key, [])
+    if key in book.ordered or price <= 0:
+        return lots
+    from engine.profiles import DEFAULT_COSTS
+    from engine.tax import holding_lots
+    from engine.types import Position
+
+    def tax_per_dollar(lot: Holding) -> float:
+        position = Position(ticker=key[1], account=key[0], account_type=account_type, shares=float(lot.shares),
+                            price=float(price), acquired=lot.acquired_on,
+                            cost_basis=None if lot.cost_basis_usd is None else float(lot.cost_basis_usd))
+        found = holding_lots([position], price=float(price), as_of=book.as_of, costs=DEFAULT_COSTS)
+        return found[0].tax_per_dollar if found else 0.0
+
+    lots.sort(key=tax_per_dollar)  # stable: equal lots keep their id order
+    book.ordered.add(key)
+    return lots
+
+
+def _buy(book: _Book, account: Account, ticker: str, shares: Decimal, fill: Decimal, index: int,
+         errors: list[str]) -> list[dict]:
+    security = Security.objects.filter(ticker=ticker).first()
+    if security is None:
+        errors.append(f"trade {index}: {ticker} is not in the security master")
+        return []
+    lot = Holding(account=account, security=security, shares=shares, cost_basis_usd=(shares * fill).quantize(CENT),
+                  acquired_on=timezone.localdate())
+    book.created.append(lot)  # not sellable in the same execution: the engine never buys and sells one holding
+    return [{"holding": None, "shares": float(shares), "cost_basis": float(lot.cost_basis_usd),
+             "acquired_on": lot.acquired_on.isoformat()}]
+
+
+def _cash_change_book(book: _Book, run: RebalanceRun) -> Decimal:
+    change = Decimal(str((run.inputs or {}).get("cash") or 0)).quantize(CENT)
+    accounts = list(book.accounts.values())
+    if not change or not accounts:
+        return Decimal("0")
+    target = next((a for a in accounts if a.account_type == Account.Type.TAXABLE), accounts[0])
+    target.cash_usd += change
+    # The "cash to add or withdraw" option was this one-off: once booked, the next run must not plan it again.
+    Portfolio.objects.filter(pk=run.portfolio_id, cash_change_usd=change).update(cash_change_usd=Decimal("0"))
+    return change
+
+
+def _book_save(book: _Book) -> None:
+    Holding.objects.filter(pk__in=[lot.pk for lot in book.emptied]).delete()
+    Holding.objects.bulk_update(list(book.changed.values()), ["shares", "cost_basis_usd", "file_value_usd"])
+    Holding.objects.bulk_create(book.created)
+    for account in book.accounts.values():
+        account.save(update_fields=["cash_usd"])
+
+
 __all__ = [
     "MODES",
+    "ExecutedSelection",
+    "ExecutionRefused",
     "ImportFailed",
     "ImportOutcome",
     "account_create",
@@ -200,6 +449,7 @@ __all__ = [
     "holding_create",
     "holding_delete",
     "holding_update",
+    "holdings_apply_executed",
     "portfolio_import",
     "portfolio_import_file",
     "securities_for_tickers",

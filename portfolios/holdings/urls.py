@@ -10,6 +10,7 @@ urlpatterns = [
          name="holdings_import_preview"),
     path("portfolios/<int:portfolio_id>/import/confirm/", views.holdings_import_confirm,
          name="holdings_import_confirm"),
+    path("portfolios/<int:portfolio_id>/runs/<int:run_id>/executed/", views.run_executed, name="run_executed"),
     path("portfolios/<int:portfolio_id>/holdings/add/", views.holding_add, name="holding_add"),
     path("holdings/<int:holding_id>/edit/", views.holding_edit, name="holding_edit"),
     path("holdings/<int:holding_id>/delete/", views.holding_delete, name="holding_delete"),

@@ -10,14 +10,15 @@ import uuid
 from decimal import Decimal
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from portfolios.access import account_for_user, holding_for_user, portfolio_for_user
+from portfolios.access import account_for_user, holding_for_user, portfolio_for_user, run_for_user
 from portfolios.csv_export import csv_response
 from portfolios.holdings import selectors, services
-from portfolios.holdings.forms import AccountForm, ConfirmForm, HoldingForm, UploadForm
+from portfolios.holdings.forms import AccountForm, ConfirmForm, ExecutedTradesForm, HoldingForm, UploadForm
 from portfolios.holdings.importers import (
     FORMATS,
     ImportFailed,
@@ -26,7 +27,8 @@ from portfolios.holdings.importers import (
     parsed_file_from_dict,
     parsed_file_to_dict,
 )
-from portfolios.models import Portfolio
+from portfolios.models import Portfolio, RebalanceRun
+from portfolios.recommendations.services import rebalance_run_request
 
 PROBLEMS_SHOWN = 100
 
@@ -238,3 +240,36 @@ def holdings_export(request: HttpRequest, portfolio_id: int) -> HttpResponse:
                          _number(account.cash_usd)])
     slug = "".join(ch if ch.isalnum() else "-" for ch in portfolio.name.lower()).strip("-")[:40] or "portfolio"
     return csv_response(f"holdings-{slug}.csv", EXPORT_COLUMNS, rows)
+
+
+# --- "I made these trades" ---------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def run_executed(request: HttpRequest, portfolio_id: int, run_id: int) -> HttpResponse:
+    """Mark some or all of a suggestion's trades as made: the holdings follow, then a new run is requested."""
+    run = run_for_user(request.user, run_id)
+    if run.portfolio_id != portfolio_id:
+        raise Http404("No such run for this portfolio")
+    trades = selectors.run_executable_trades(run=run)
+    form = ExecutedTradesForm(request.POST if request.method == "POST" else None, trades=trades)
+    if request.method == "POST" and form.is_valid():
+        try:
+            with transaction.atomic():
+                plan = services.holdings_apply_executed(run=run, selections=form.cleaned_data["selections"],
+                                                        user=request.user)
+                rebalance_run_request(portfolio=run.portfolio, trigger=RebalanceRun.Trigger.EDIT)
+        except services.ExecutionRefused as exc:
+            for field, messages_ in exc.errors.items():
+                for message in messages_:
+                    form.add_error(None, f"{field}: {message}")
+        else:
+            messages.success(request, f"Marked {len(plan.trades)} trade(s) as made: the holdings are updated. "
+                                      "New suggestions are being computed.")
+            for account in selectors.accounts_overdrawn(portfolio=run.portfolio):
+                messages.warning(request, f"{account.name}'s cash is now -${-account.cash_usd:,.2f}. If you paid "
+                                          "with money you added, edit the account's cash.")
+            return redirect("portfolio_detail", portfolio_id=portfolio_id)
+    context = {"portfolio": run.portfolio, "run": run, "form": form}
+    status = 400 if request.method == "POST" else 200
+    return render(request, "portfolios/holdings/executed.html", context, status=status)

@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 
+from engine.tickers import ticker_key
+
 logger = logging.getLogger(__name__)
 
 PROVIDERS = ("bundled", "yfinance", "csv")
@@ -92,11 +94,6 @@ class PriceProvider(Protocol):
         ...
 
 
-def ticker_normalize(raw: str) -> str:
-    """Yahoo form: upper case, share-class dot as a dash (BRK.B -> BRK-B)."""
-    return raw.strip().upper().replace(".", "-")
-
-
 def empty_closes() -> pd.DataFrame:
     return pd.DataFrame(index=pd.DatetimeIndex([], name="date"), dtype=float)
 
@@ -153,7 +150,7 @@ def read_wide_prices(
     header = _csv_header(path)
     if not header or header[0].strip().lower() != "date":
         raise ProviderError(f"{path} line 1, column 1: expected 'date' as the first header, found {header[:1]}")
-    names = {ticker_normalize(h): h for h in header[1:] if h.strip()}
+    names = {ticker_key(h): h for h in header[1:] if h.strip()}
     if len(names) != len(header) - 1:
         raise ProviderError(f"{path} line 1: blank or duplicate ticker columns in the header")
     wanted = list(names) if tickers is None else list(dict.fromkeys(t for t in tickers if t in names))
@@ -213,7 +210,7 @@ def read_securities(data_dir: Path) -> dict[str, SecurityMeta]:
         if missing:
             raise ProviderError(f"{path} line 1: missing columns {', '.join(missing)}")
         for line, row in enumerate(reader, start=2):
-            ticker = ticker_normalize(row["ticker"] or "")
+            ticker = ticker_key(row["ticker"] or "")
             if not _TICKER_RE.match(ticker):
                 raise ProviderError(f"{path} line {line}, column 'ticker': {row['ticker']!r} is not a ticker")
             if ticker in out:
@@ -244,7 +241,7 @@ def read_etf_sector_weights(data_dir: Path) -> dict[str, dict[str, float]]:
     first_line: dict[str, int] = {}
     with open(path, newline="", encoding="utf-8-sig") as fh:
         for line, row in enumerate(csv.DictReader(fh), start=2):
-            etf = ticker_normalize(row.get("etf") or "")
+            etf = ticker_key(row.get("etf") or "")
             sector = (row.get("sector") or "").strip()
             if not etf or not sector:
                 raise ProviderError(f"{path} line {line}, column {'etf' if not etf else 'sector'}: blank")
@@ -278,7 +275,7 @@ def read_etf_holdings(data_dir: Path) -> dict[str, dict[str, tuple[str, str, flo
     if not folder.is_dir():
         return out
     for path in sorted(folder.glob("*.csv")):
-        etf = ticker_normalize(path.stem)
+        etf = ticker_key(path.stem)
         rows: dict[str, tuple[str, str, float]] = {}
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -291,7 +288,7 @@ def read_etf_holdings(data_dir: Path) -> dict[str, dict[str, tuple[str, str, flo
                     pct = float(row.get("weight") or "nan")
                 except ValueError:
                     raise ProviderError(f"{path} line {line}, column 'weight': {row.get('weight')!r} is not a number")
-                ticker = ticker_normalize(raw)
+                ticker = ticker_key(raw)
                 if (
                     not _TICKER_RE.match(ticker) or ticker in {"NAN", "-"} or not math.isfinite(pct) or pct <= 0
                     or sector.lower().startswith("cash")
@@ -439,7 +436,7 @@ class YFinanceProvider:
         else:
             return empty_closes()
         closes = closes.copy()
-        closes.columns = [str(c).upper() for c in closes.columns]
+        closes.columns = [ticker_key(c) for c in closes.columns]
         return closes.loc[:, ~closes.columns.duplicated()]
 
     def metadata(self, ticker: str) -> SecurityMeta | None:

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Max, OuterRef, Subquery
 
+from engine.tickers import ticker_key
 from portfolios.models import EtfHolding, EtfSectorWeight, Price, Security
 
 if TYPE_CHECKING:  # the engine package imports cvxpy: pages that only need the as-of date skip it
@@ -50,7 +51,7 @@ def prices_are_stale(as_of: dt.date | None, today: dt.date | None = None) -> boo
 
 def _tickers_clean(tickers: Iterable[str]) -> list[str]:
     """Upper-case Yahoo form, de-duplicated in order, CASH and blanks dropped."""
-    out = (str(t).strip().upper().replace(".", "-") for t in tickers)
+    out = (ticker_key(t) for t in tickers)
     return list(dict.fromkeys(t for t in out if t and t != CASH))
 
 

@@ -24,6 +24,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Min, OuterRef, Subquery
 from django.utils import timezone
 
+from engine.tickers import ticker_key
 from portfolios.marketdata.providers import (
     PriceProvider,
     ProviderError,
@@ -32,7 +33,6 @@ from portfolios.marketdata.providers import (
     read_etf_holdings,
     read_securities,
     read_wide_prices,
-    ticker_normalize,
 )
 from portfolios.models import EtfHolding, EtfSectorWeight, Price, PriceRefresh, Security
 
@@ -480,7 +480,7 @@ def prices_refresh(*, tickers: list[str] | None = None, provider: str | None = N
 def _prices_refresh_locked(*, tickers: list[str] | None, provider_name: str) -> tuple[PriceRefresh, list[str]]:
     from portfolios.marketdata.selectors import market_data_cache_clear, prices_as_of
 
-    asked = list(dict.fromkeys(ticker_normalize(t) for t in tickers if t.strip())) if tickers else refresh_tickers()
+    asked = list(dict.fromkeys(ticker_key(t) for t in tickers if t.strip())) if tickers else refresh_tickers()
     refresh = PriceRefresh.objects.create(provider=provider_name, tickers_asked=len(asked))
     try:
         source = provider_for(provider_name)

@@ -28,6 +28,7 @@ from django.conf import settings
 import engine
 from engine.backtest import backtest
 from engine.scenarios import historical_stress, hypothetical_stress, load_scenarios
+from engine.tickers import ticker_key
 from engine.types import AccountCash, MarketData, Options, Position, RebalanceRequest
 from engine.views import load_views
 from portfolios.marketdata.selectors import _version_token, market_data_for, menu_tickers
@@ -127,7 +128,7 @@ def options_from_inputs(inputs: dict[str, Any]) -> Options:
         profile=str(inputs.get("profile") or "moderate"),
         cash_change=float(inputs.get("cash") or 0.0),
         buy_only=bool(inputs.get("buy_only", False)),
-        keep=frozenset(t.strip().upper() for t in keep if t and t.strip()),
+        keep=frozenset(ticker_key(t) for t in keep if t and str(t).strip()),
         fractional=bool(inputs.get("fractional", False)),
         max_turnover=float(max_turnover) if max_turnover not in (None, "") else None,
         use_views=bool(inputs.get("use_views", True)),

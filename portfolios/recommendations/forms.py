@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from django import forms
 
-from portfolios.holdings.importers import ticker_normalize
+from engine.tickers import ticker_normalize
 from portfolios.models import Portfolio
 
 KEEP_MAX_CHARS = Portfolio._meta.get_field("keep_tickers").max_length

@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST, require_safe
 
-from portfolios.access import portfolio_for_user, run_for_user
+from portfolios.access import id_parse, portfolio_for_user, run_for_user
 from portfolios.csv_export import TRADE_COLUMNS, csv_response, trades_csv_rows
 from portfolios.marketdata.selectors import prices_as_of
 from portfolios.models import Portfolio, RebalanceRun
@@ -120,9 +120,10 @@ def trades_export(request: HttpRequest, portfolio_id: int) -> HttpResponse:
     """The trade list as CSV: the newest done run, or `?run=ID` for an earlier one."""
     portfolio = portfolio_for_user(request.user, portfolio_id)
     run_param = request.GET.get("run")
-    if run_param is not None and not run_param.isdigit():
+    run_id = id_parse(run_param)
+    if run_param is not None and run_id is None:
         raise Http404("Unknown run")
-    run = run_done_for_portfolio(portfolio=portfolio, run_id=int(run_param) if run_param else None)
+    run = run_done_for_portfolio(portfolio=portfolio, run_id=run_id)
     if run is None:
         raise Http404("No suggestions to export yet")
     result = run.result or {}

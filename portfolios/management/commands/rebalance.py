@@ -24,6 +24,21 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 
 
+def keep_parse(text: str) -> list[str]:
+    """`--keep AAPL,brk.b` -> ["AAPL", "BRK-B"] through the one ticker normaliser; a bad one names itself."""
+    from engine.tickers import ticker_normalize
+
+    tickers: list[str] = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            tickers.append(ticker_normalize(part))
+        except ValueError as exc:
+            raise CommandError(f"--keep: {exc}", returncode=2) from None
+    return list(dict.fromkeys(tickers))
+
+
 def render_table(doc: dict) -> str:
     """A readable text rendering of the result document."""
     lines = [
@@ -95,6 +110,7 @@ class Command(BaseCommand):
             raise CommandError(f"{path}: cannot read the holdings file ({exc.strerror})", returncode=2) from None
         if opts["max_turnover"] is not None and not 0 <= opts["max_turnover"] <= 1:
             raise CommandError("--max-turnover must be a fraction between 0 and 1 (e.g. 0.25)", returncode=2)
+        keep = keep_parse(opts["keep"])
         try:
             parsed = parse_positions(data, filename=path.name)
         except ImportFailed as exc:
@@ -109,7 +125,7 @@ class Command(BaseCommand):
             "profile": opts["profile"],
             "cash": opts["cash"],
             "buy_only": opts["buy_only"],
-            "keep": opts["keep"],
+            "keep": keep,
             "fractional": opts["fractional"],
             "max_turnover": opts["max_turnover"],
             "use_views": not opts["no_views"],
