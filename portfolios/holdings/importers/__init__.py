@@ -30,6 +30,7 @@ from portfolios.holdings.importers.text import (
     rows_read,
     text_decode,
     text_lines,
+    text_shape_check,
 )
 from portfolios.holdings.importers.values import ticker_normalize
 
@@ -83,6 +84,7 @@ def parse_positions(
     text = text_decode(data)
     if not text.strip():
         raise ImportFailed([ImportProblem(None, "", "the file is empty")])
+    text_shape_check(text)
 
     fmt, delimiter, header_line = _detect(text)
     rows = rows_read(text, delimiter, max_rows=max_rows)

@@ -31,20 +31,34 @@ class ImportProblem:
         return f"{where}, {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
 
 
-class ImportFailed(Exception):
-    """The whole file is refused; `errors` lists every problem found (nothing was written)."""
+MAX_PROBLEMS = 100  # problems kept (and answered) per refused file; the rest are only counted
 
-    def __init__(self, errors: list[ImportProblem]):
-        self.errors = list(errors)
+
+class ImportFailed(Exception):
+    """The whole file is refused (nothing was written).
+
+    `errors` lists the first `MAX_PROBLEMS` problems found; `more` counts the others, so that a file of
+    any shape answers with a bounded list ("… and N more").
+    """
+
+    def __init__(self, errors: list[ImportProblem], more: int = 0):
+        errors = list(errors)
+        self.errors = errors[:MAX_PROBLEMS]
+        self.more = more + len(errors) - len(self.errors)
         super().__init__(self.summary())
 
     def __reduce__(self):
-        return (type(self), (self.errors,))
+        return (type(self), (self.errors, self.more))
+
+    @property
+    def total(self) -> int:
+        return len(self.errors) + self.more
 
     def summary(self) -> str:
-        count = len(self.errors)
-        head = f"The file was refused ({count} problem{'s' if count != 1 else ''}); nothing was imported:"
-        return "\n".join([head, *(f"  {problem}" for problem in self.errors)])
+        count = self.total
+        head = f"The file was refused ({count:,} problem{'s' if count != 1 else ''}); nothing was imported:"
+        tail = [f"  … and {self.more:,} more"] if self.more else []
+        return "\n".join([head, *(f"  {problem}" for problem in self.errors), *tail])
 
     def __str__(self) -> str:
         return self.summary()
@@ -233,6 +247,7 @@ class FileBuilder:
     header_line: int | None = None
     warnings: list[str] = field(default_factory=list)
     problems: list[ImportProblem] = field(default_factory=list)
+    problems_more: int = 0
     _accounts: dict[tuple[str, str], _AccountDraft] = field(default_factory=dict)
     _positions: list[_PositionDraft] = field(default_factory=list)
     _cash: list[_CashDraft] = field(default_factory=list)
@@ -241,7 +256,10 @@ class FileBuilder:
     # -- collecting --
 
     def problem(self, line: int | None, field_name: str, message: str) -> None:
-        self.problems.append(ImportProblem(line, field_name, message))
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(ImportProblem(line, field_name, message))
+        else:
+            self.problems_more += 1  # counted, not kept: memory stays flat whatever the file
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -346,7 +364,7 @@ class FileBuilder:
             else:
                 self.problem(None, "", "no positions or cash found in the file")
         if self.problems:
-            raise ImportFailed(sorted(self.problems, key=lambda p: (p.line or 0, p.field)))
+            raise ImportFailed(sorted(self.problems, key=lambda p: (p.line or 0, p.field)), self.problems_more)
 
         names = self._final_names()
         used_keys = {d.account_key for d, *_ in positions} | {k for k, a in self._accounts.items() if a.cash}
