@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from engine.tickers import ticker_normalize
 from portfolios.holdings.importers import fidelity, generic, ibkr, schwab, vanguard
 from portfolios.holdings.importers.base import (
     ACCOUNT_TYPES,
@@ -32,7 +33,6 @@ from portfolios.holdings.importers.text import (
     text_lines,
     text_shape_check,
 )
-from portfolios.holdings.importers.values import ticker_normalize
 
 __all__ = [
     "ACCOUNT_TYPES",

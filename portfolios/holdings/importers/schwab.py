@@ -2,7 +2,9 @@
 
 A preamble `"Positions for account <name> ...123 as of <time>, YYYY/MM/DD"`, a blank line, then a quoted
 header (`"Symbol","Description","Qty (Quantity)",...,"Mkt Val (Market Value)",...,"Cost Basis",...`, in
-any order). `Cash & Cash Investments` is cash, `Account Total` is skipped. The all-accounts export
+any order). `Cash & Cash Investments` and money-market funds (Security Type `Cash and Money Market`) are cash; `Account
+Total` is the stated total; `Futures Cash` / `Futures Positions Market Value` rows are not positions (named,
+their value kept aside); options (`AAPL 01/16/2026 300.00 C`) are kept with their market value. The all-accounts export
 repeats the preamble (or a bare `"<name> ...123"` line) and the header for each account.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from portfolios.holdings.importers import values
+from portfolios.holdings.importers import securities, values
 from portfolios.holdings.importers.base import DEFAULT_ACCOUNT, FileBuilder
 from portfolios.holdings.importers.text import Columns, Row, header_key
 
@@ -23,6 +25,7 @@ MARKET_VALUE = ("mkt val (market value)", "market value", "mkt val")
 COST_BASIS = ("cost basis",)
 SECURITY_TYPE = ("security type",)
 DESCRIPTION = ("description",)
+PRICE = ("price",)
 
 _ACCOUNT = re.compile(
     r"^(?P<name>.+?)\s+(?P<number>(?:\.{3}|x{2,}-?|\*{2,})[0-9a-z]{2,6})\b", re.IGNORECASE
@@ -61,6 +64,7 @@ def read(rows: list[Row], header_at: int, builder: FileBuilder) -> None:
                 "symbol": columns.find(*SYMBOL), "quantity": columns.find(*QUANTITY),
                 "value": columns.find(*MARKET_VALUE), "cost": columns.find(*COST_BASIS),
                 "type": columns.find(*SECURITY_TYPE), "description": columns.find(*DESCRIPTION),
+                "price": columns.find(*PRICE),
             }
             names = {k: (columns.name(i) if i is not None else k) for k, i in col.items()}
             continue
@@ -73,11 +77,15 @@ def read(rows: list[Row], header_at: int, builder: FileBuilder) -> None:
         symbol = cell["symbol"].strip()
         low = symbol.lower()
         if low.startswith("account total"):
+            builder.stated_total(line=row.line, amount=(cell["value"], names["value"]))
             continue
         if account_key is None:
             account_key = builder.account(name=DEFAULT_ACCOUNT, account_type="taxable")
         if low.startswith(("cash & cash investments", "cash and cash investments", "cash & money market")):
             builder.cash(account_key=account_key, line=row.line, amount=(cell["value"], names["value"]))
+            continue
+        if low.startswith(("futures", "pending", "total", "subtotal")):  # not positions: named, value kept aside
+            builder.skip(f"“{symbol[:40]}” (line {row.line})", (cell["value"], names["value"]), line=row.line)
             continue
         if not symbol:
             builder.no_symbol(line=row.line, description=cell["description"].strip(), value=cell["value"],
@@ -87,6 +95,9 @@ def read(rows: list[Row], header_at: int, builder: FileBuilder) -> None:
             account_key=account_key, line=row.line, ticker=(symbol, names["symbol"]),
             shares=(cell["quantity"], names["quantity"]),
             cost_basis=(cell["cost"], names["cost"]) if col["cost"] is not None else None,
+            price=(cell["price"], names["price"]) if col["price"] is not None else None,
+            market_value=(cell["value"], names["value"]) if col["value"] is not None else None,
+            kind=securities.kind_from_label(cell["type"]), description=cell["description"],
         )
 
 

@@ -27,6 +27,7 @@ def read(rows: list[Row], header_at: int, builder: FileBuilder) -> None:
     col = {
         "number": columns.find("account number"), "name": columns.find("investment name"),
         "symbol": columns.find("symbol"), "shares": columns.find("shares"), "value": columns.find("total value"),
+        "price": columns.find("share price"),
     }
     names = {k: (columns.name(i) if i is not None else k) for k, i in col.items()}
     for row in rows[header_at + 1:]:
@@ -51,4 +52,7 @@ def read(rows: list[Row], header_at: int, builder: FileBuilder) -> None:
             builder.no_symbol(line=row.line, description=fund, value=cell["value"], field_name=names["symbol"])
             continue
         builder.position(account_key=key, line=row.line, ticker=(symbol, names["symbol"]),
-                         shares=(cell["shares"], names["shares"]))
+                         shares=(cell["shares"], names["shares"]),
+                         price=(cell["price"], names["price"]) if col["price"] is not None else None,
+                         market_value=(cell["value"], names["value"]) if col["value"] is not None else None,
+                         description=fund)
