@@ -20,6 +20,7 @@ DEFAULT_ACCOUNT = "Taxable"
 ACCOUNT_NAME_MAX = 100
 BROKER_MAX = 40
 ONE = Decimal("1")
+OPTION_MULTIPLIER = Decimal("100")  # shares per US equity option contract
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ def account_type_from_name(name: str) -> tuple[str, bool]:
         return "roth_ira", False
     if re.search(r"\b(ira|sep|simple|keogh|rollover|contributory)\b", low):
         return "traditional_ira", False
-    if re.search(r"\b(individual|brokerage|joint|taxable|trust|custodial|utma|ugma|tod|wros)\b", low):
+    if re.search(r"\b(individual|brokerage|joint|taxable|trust|custodial|utma|ugma|tod|wros|cma)\b", low):
         return "taxable", False
     if re.search(r"\b(hsa|health savings|529|coverdell|esa)\b", low):
         return "other", False
@@ -251,6 +252,7 @@ class _PositionDraft:
     kind: str = ""
     description: str = ""
     rate: Decimal = ONE  # USD per unit of the row's currency
+    cost_per_share: _Cell | None = None
 
 
 @dataclass
@@ -340,7 +342,7 @@ class FileBuilder:
                  shares: tuple[str, str], cost_basis: tuple[str, str] | None = None,
                  acquired_on: tuple[str, str] | None = None, price: tuple[str, str] | None = None,
                  market_value: tuple[str, str] | None = None, kind: str = "", description: str = "",
-                 rate: Decimal = ONE) -> None:
+                 rate: Decimal = ONE, cost_per_share: tuple[str, str] | None = None) -> None:
         """Add a lot from raw cells, each given as (text, column name). `kind` is what the file says the
         security is (stock/etf/fund/option/bond, "cash" for a money-market row, "" = not said); `rate`
         converts the row's price and market value to USD."""
@@ -350,7 +352,7 @@ class FileBuilder:
         self._positions.append(_PositionDraft(
             account_key, line, _Cell(ticker[0], ticker[1], line), _Cell(shares[0], shares[1], line),
             cell(cost_basis), cell(acquired_on), cell(price), cell(market_value), kind, description.strip()[:200],
-            rate,
+            rate, cell(cost_per_share),
         ))
 
     def cash(self, *, account_key: tuple[str, str], line: int, amount: tuple[str, str], rate: Decimal = ONE) -> None:
@@ -452,6 +454,10 @@ class FileBuilder:
         option = kind == securities.OPTION
         shares = self._number(draft.shares, style, kind="shares", required=True, allow_negative=option)
         cost = self._number(draft.cost_basis, style, kind="money", allow_negative=option)
+        if cost is None and draft.cost_per_share is not None and shares is not None:
+            per_share = self._number(draft.cost_per_share, style, kind="price", allow_negative=option)
+            multiplier = OPTION_MULTIPLIER if option else ONE  # an option's price is per underlying share
+            cost = None if per_share is None else (per_share * shares * multiplier).quantize(values.CENT)
         cost = None if cost is not None and cost < 0 else cost  # a written option's credit is no cost basis
         acquired = self._date(draft.acquired_on, date_style) if draft.acquired_on else None
         price = self._number(draft.price, style, kind="price", allow_negative=option)

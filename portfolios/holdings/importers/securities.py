@@ -86,12 +86,15 @@ _COMPACT = re.compile(r"^-?([A-Z]{1,6})(\d{6})([CP])(\d+(?:\.\d+)?)$")  # Fideli
 _SPELLED = re.compile(  # Schwab: AAPL 01/16/2026 300.00 C; IBKR: AAPL 16JAN26 300 C
     r"^([A-Z]{1,6})\s+(\d{2}/\d{2}/\d{4}|\d{1,2}[A-Z]{3}\d{2})\s+(\d+(?:\.\d+)?)\s+([CP])(?:ALL|UT)?$"
 )
+_WORDS = re.compile(  # E*TRADE: AAPL Jan 16 '26 $300 Call
+    r"^([A-Z]{1,6})\s+([A-Z]{3})\s+(\d{1,2})\s+'(\d{2})\s+\$(\d+(?:\.\d+)?)\s+(CALL|PUT)$"
+)
 _MONTHS = {m: i for i, m in enumerate(
     ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), start=1)}
 
 
 def option_symbol(text: str) -> str | None:
-    """An option written the OCC, Fidelity, Schwab or IBKR way -> `ROOT` + YYMMDD + C/P + strike x 1000
+    """An option written the OCC, Fidelity, Schwab, IBKR or E*TRADE way -> `ROOT` + YYMMDD + C/P + strike x 1000
     (8 digits), e.g. `AAPL260116C00300000`; None when the text is not an option."""
     raw = re.sub(r"\s+", " ", text.strip().upper())
     if match := _OCC.match(raw):
@@ -109,6 +112,8 @@ def option_symbol(text: str) -> str | None:
                 return None
             yymmdd = f"{found[3]}{_MONTHS[found[2]]:02d}{int(found[1]):02d}"
         return _occ(match[1], yymmdd, match[4], match[3])
+    if (match := _WORDS.match(raw)) and match[2] in _MONTHS:
+        return _occ(match[1], f"{match[4]}{_MONTHS[match[2]]:02d}{int(match[3]):02d}", match[6][0], match[5])
     return None
 
 
