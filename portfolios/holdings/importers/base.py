@@ -444,7 +444,7 @@ class FileBuilder:
                   ) -> tuple[_PositionDraft, ParsedPosition] | None:
         """One row -> a position (account left blank), or cash for a money-market row, or None."""
         kind, text = draft.kind, securities.symbol_clean(draft.ticker.text)
-        occ = securities.option_symbol(text) if kind in ("", securities.OPTION) else None
+        occ = securities.option_symbol(text)  # whatever the type column says: no ticker looks like one
         if occ:
             kind = securities.OPTION
         ticker = occ or self._ticker(_Cell(text, draft.ticker.field, draft.line))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 from decimal import Decimal
 
 from portfolios.holdings.importers import securities
@@ -41,8 +42,10 @@ def read(data: bytes, builder: FileBuilder) -> None:
 
     tree = OFXTree()
     try:
-        tree.parse(io.BytesIO(data))
-        ofx = tree.convert()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tags it does not know are skipped (brokers add their own)
+            tree.parse(io.BytesIO(data))
+            ofx = tree.convert()
     except Exception as exc:  # ofxtools raises many types (header, SGML, schema errors)
         message = re.sub(r"\s+", " ", str(exc))[:200] or type(exc).__name__
         raise ImportFailed([ImportProblem(None, "", f"this looks like an OFX/QFX file but cannot be read: {message}."
