@@ -160,6 +160,17 @@ def test_schwab_non_zero_futures_are_named_in_the_difference_from_the_total():
     assert "Futures Positions Market Value" in warning and "$9,000.00" in warning
 
 
+def test_a_short_position_in_a_broker_export_is_skipped_and_named_not_fatal():
+    data = (FIXTURES / "Schwab-Positions-2026-01-15-090112.csv").read_bytes().replace(
+        b'"GOOGL","ALPHABET INC CLASS A",".5000","$190.00"', b'"GOOGL","ALPHABET INC CLASS A","-.5000","$190.00"'
+    ).replace(b'"$95.00","1.1%"', b'"-$95.00","1.1%"')
+    parsed = parse_fixture("Schwab-Positions-2026-01-15-090112.csv", data)
+    assert "GOOGL" not in held(parsed)
+    assert any("GOOGL (line 7, value -$95.00)" in w and "short" in w for w in parsed.warnings)
+    # A hand-written file with a negative quantity is still refused (a typo, not a broker's short).
+    assert "negative quantity" in str(refused("mine.csv", b"ticker,shares\nGOOGL,-1\n"))
+
+
 # --- Interactive Brokers: sections and currencies -------------------------------------------------------
 
 
@@ -191,6 +202,15 @@ def test_an_ibkr_statement_without_rates_is_refused_never_read_as_dollars():
     no_rates = "\n".join(line for line in data.splitlines() if not line.startswith("Base Currency Exchange Rate"))
     error = refused("U7654321_CHF_20251231.csv", no_rates.encode())
     assert any("CHF" in p.message and "never taken as dollars" in p.message for p in error.errors)
+
+
+def test_an_ibkr_row_without_a_currency_is_in_the_base_currency():
+    data = (FIXTURES / "U7654321_CHF_20251231.csv").read_bytes().replace(
+        b"Long Open Positions,Data,Summary,Stocks,CHF,NESN", b"Long Open Positions,Data,Summary,Stocks,,NESN")
+    parsed = parse_fixture("U7654321_CHF_20251231.csv", data)
+    nesn = next(p for p in parsed.positions if p.ticker == "NESN")
+    assert nesn.market_value == (Decimal("8050") / Decimal("0.7950")).quantize(Decimal("0.01"))
+    assert nesn.cost_basis is None  # a CHF cost is no USD cost basis
 
 
 def test_the_long_open_positions_section_takes_summaries_not_lots():

@@ -110,7 +110,7 @@ def parse_positions(
     if not data.strip(b" \t\r\n\x1a\xef\xbb\xbf"):
         raise ImportFailed([ImportProblem(None, "", "the file is empty")])
     if ofx.content_matches(data):
-        builder = _FileBuilder(format=ofx.FORMAT, broker=ofx.BROKER)
+        builder = _FileBuilder(format=ofx.FORMAT, broker=ofx.BROKER, skip_shorts=True)
         ofx.read(data, builder)
         return builder.build()
     text = text_decode(data)
@@ -120,7 +120,8 @@ def parse_positions(
 
     fmt, delimiter, header_line = _detect(text)
     rows = rows_read(text, delimiter, max_rows=max_rows)
-    builder = _FileBuilder(format=fmt, broker=_BROKERS[fmt], delimiter=delimiter, header_line=header_line)
+    builder = _FileBuilder(format=fmt, broker=_BROKERS[fmt], delimiter=delimiter, header_line=header_line,
+                           skip_shorts=fmt != generic.FORMAT)
     if fmt == ibkr.FORMAT:
         ibkr.read(rows, builder)
     else:

@@ -283,6 +283,8 @@ class FileBuilder:
     warnings: list[str] = field(default_factory=list)
     problems: list[ImportProblem] = field(default_factory=list)
     problems_more: int = 0
+    # A broker's export may list short positions: skipped and named (a hand-written file is refused instead).
+    skip_shorts: bool = False
     # USD per unit of each currency the file gives a rate for (readers fill it from the file itself).
     rates: dict[str, Decimal] = field(default_factory=dict)
     _accounts: dict[tuple[str, str], _AccountDraft] = field(default_factory=dict)
@@ -452,23 +454,25 @@ class FileBuilder:
             self._money_market_cash(draft, ticker, style)
             return None
         option = kind == securities.OPTION
-        shares = self._number(draft.shares, style, kind="shares", required=True, allow_negative=option)
-        cost = self._number(draft.cost_basis, style, kind="money", allow_negative=option)
+        shares = self._number(draft.shares, style, kind="shares", required=True,
+                              allow_negative=option or self.skip_shorts)
+        short = option or (shares is not None and shares < 0)  # a short's amounts may be negative too
+        cost = self._number(draft.cost_basis, style, kind="money", allow_negative=short)
         if cost is None and draft.cost_per_share is not None and shares is not None:
-            per_share = self._number(draft.cost_per_share, style, kind="price", allow_negative=option)
+            per_share = self._number(draft.cost_per_share, style, kind="price", allow_negative=short)
             multiplier = OPTION_MULTIPLIER if option else ONE  # an option's price is per underlying share
             cost = None if per_share is None else (per_share * shares * multiplier).quantize(values.CENT)
         cost = None if cost is not None and cost < 0 else cost  # a written option's credit is no cost basis
         acquired = self._date(draft.acquired_on, date_style) if draft.acquired_on else None
-        price = self._number(draft.price, style, kind="price", allow_negative=option)
-        value = self._number(draft.market_value, style, kind="money", allow_negative=option)
+        price = self._number(draft.price, style, kind="price", allow_negative=short)
+        value = self._number(draft.market_value, style, kind="money", allow_negative=short)
         if ticker is None or shares is None:
             return None
         price = None if price is None else (price * draft.rate).quantize(values.SHARE_STEP)
         value = None if value is None else (value * draft.rate).quantize(values.CENT)
         if shares < 0:
-            self._skipped.append(_Skipped(f"{ticker} (written option, line {draft.line})", draft.market_value,
-                                          draft.rate))
+            what = "written option" if option else "short position"
+            self._skipped.append(_Skipped(f"{ticker} ({what}, line {draft.line})", draft.market_value, draft.rate))
             self._short_options.append((ticker, value, draft.line))
             return None
         if shares == 0:
@@ -569,7 +573,8 @@ class FileBuilder:
         if self._short_options:
             shown = [f"{t} (line {line}, value {_usd(v) if v is not None else 'not given'})"
                      for t, v, line in self._short_options]
-            self.warn("Skipped written (short) options, which cannot be held here: " + _list(shown) + ".")
+            self.warn("Skipped short positions (written options, shares sold short), which cannot be held here: "
+                      + _list(shown) + ".")
         assumed = [a.name for a in accounts if a.type_assumed]
         if assumed:
             self.warn("Could not tell the tax treatment of " + ", ".join(f"“{n}”" for n in assumed)

@@ -58,7 +58,7 @@ def read(rows: list[Row], builder: FileBuilder) -> None:
     builder.rates.update(_usd_rates(statement.base_rates, base))
     account_name = statement.info.get("account type") or BROKER
     default_key = builder.account(name=account_name, number=statement.info.get("account", ""))
-    _read_positions(statement.positions, builder, default_key, account_name)
+    _read_positions(statement.positions, builder, default_key, account_name, base)
     _read_cash(statement.cash_rows, builder, default_key, base)
     _read_total(statement.nav_rows, builder, base)
     if statement.short_rows:
@@ -130,7 +130,7 @@ def _usd_rates(base_rates: dict[str, str], base: str) -> dict[str, Decimal]:
 
 
 def _read_positions(positions: list[tuple[Row, Columns]], builder: FileBuilder, default_key: tuple[str, str],
-                    account_name: str) -> None:
+                    account_name: str, base: str) -> None:
     use_lots = not any(
         header_key(Columns.cell(body, columns.find("datadiscriminator"))) == "summary" for body, columns in positions
     )
@@ -158,7 +158,7 @@ def _read_positions(positions: list[tuple[Row, Columns]], builder: FileBuilder, 
             builder.skip(f"{cell['symbol'] or category} ({category}, line {body.line})",
                          (cell["value"], "Value") if col["value"] is not None else None, line=body.line)
             continue
-        currency = cell["currency"].strip().upper()
+        currency = cell["currency"].strip().upper() or base  # a row without a currency is in the base one
         amounts = col["value"] is not None or col["close price"] is not None
         rate = builder.rate_for(currency, line=body.line, field_name=columns.name(col["currency"] or 0),
                                 required=amounts)
@@ -167,8 +167,8 @@ def _read_positions(positions: list[tuple[Row, Columns]], builder: FileBuilder, 
         key = default_key
         if account := cell["account"].strip():
             key = builder.account(name=f"{account_name} {mask_number(account)}", number=account)
-        keep_cost = col["cost basis"] is not None and currency in ("", "USD")
-        if currency not in ("", "USD") and col["cost basis"] is not None:
+        keep_cost = col["cost basis"] is not None and currency == "USD"
+        if currency != "USD" and col["cost basis"] is not None:
             foreign.append(f"{cell['symbol'].strip()} ({currency})")
         builder.position(
             account_key=key, line=body.line, ticker=(cell["symbol"], columns.name(col["symbol"])),
