@@ -105,3 +105,28 @@ def test_the_api_and_the_form_say_how_many_more_problems_there_are(alice, alice_
     assert response.status_code == 400
     assert html.count('data-testid="import-problem"') == MAX_PROBLEMS
     assert "2000 problems found" in html and f"and {2000 - MAX_PROBLEMS} more" in html
+
+
+# --- OFX: bounded before the parser sees it (it recurses once per level: 600,000 levels crashed it) ---
+
+OFX_HEAD = b"OFXHEADER:100\r\nDATA:OFXSGML\r\nVERSION:102\r\n\r\n"
+
+
+def test_an_ofx_file_nested_deeper_than_any_statement_is_refused_before_parsing():
+    refusal, peak = _refusal(OFX_HEAD + b"<OFX>" + b"<X>" * 2000 + b"</OFX>")
+    assert "nests more than 40 levels" in refusal.errors[0].message
+    assert peak < 2 * 1024 * 1024
+
+
+def test_an_ofx_file_with_more_elements_than_positions_need_is_refused_at_once():
+    refusal, _ = _refusal(OFX_HEAD + b"<OFX>" + b"<A>1" * 500_000 + b"</OFX>")
+    assert "far more elements" in refusal.errors[0].message
+
+
+def test_an_ofx_file_over_the_row_limit_is_refused():
+    from pathlib import Path
+
+    data = (Path(__file__).parent / "fixtures" / "brokers" / "Fidelity_X12345678.qfx").read_bytes()
+    start, end = data.index(b"<POSSTOCK>"), data.index(b"</POSSTOCK>") + len(b"</POSSTOCK>")
+    refusal, _ = _refusal(data[:start] + data[start:end] * 30 + data[end:], max_rows=20)
+    assert refusal.errors[0].message.endswith("the limit is 20")

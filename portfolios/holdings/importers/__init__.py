@@ -110,6 +110,7 @@ def parse_positions(
     if not data.strip(b" \t\r\n\x1a\xef\xbb\xbf"):
         raise ImportFailed([ImportProblem(None, "", "the file is empty")])
     if ofx.content_matches(data):
+        ofx.shape_check(data, max_positions=max_rows)
         builder = _FileBuilder(format=ofx.FORMAT, broker=ofx.BROKER, skip_shorts=True)
         ofx.read(data, builder)
         return builder.build()

@@ -37,6 +37,36 @@ def content_matches(data: bytes) -> bool:
     return head.startswith((b"OFXHEADER", b"<OFX>")) or (head.startswith(b"<?XML") and b"<?OFX" in head)
 
 
+MAX_DEPTH = 40  # real statements nest about 10 aggregates deep
+MAX_TAGS_PER_POSITION = 40  # a position and its security-list entry take about 25 tags
+_TAG = re.compile(rb"<(/?)([A-Za-z0-9.]+)[^>]*>(?=(\s*<)?)")  # group 3: another tag follows at once
+
+
+def shape_check(data: bytes, *, max_positions: int) -> None:
+    """Refuse, before the parser sees it, an OFX file nested deeper than any statement (the parser recurses
+    once per level) or with more positions than the row limit; one linear scan."""
+    if data.count(b"<") > MAX_TAGS_PER_POSITION * max_positions + 2000:
+        raise ImportFailed([ImportProblem(None, "", "the OFX file has far more elements than its positions "
+                                                    "need; it is not a statement a broker exports")])
+    open_aggregates: list[bytes] = []
+    for match in _TAG.finditer(data):
+        closing, name, next_tag = match.groups()
+        name = name.upper()
+        if closing:
+            if name in open_aggregates:  # a leaf's own closing tag (XML) closes nothing here
+                del open_aggregates[len(open_aggregates) - 1 - open_aggregates[::-1].index(name):]
+        elif next_tag:  # an aggregate: another tag follows at once
+            open_aggregates.append(name)
+            if len(open_aggregates) > MAX_DEPTH:
+                line = data.count(b"\n", 0, match.start()) + 1
+                raise ImportFailed([ImportProblem(line, "", f"the OFX file nests more than {MAX_DEPTH} levels deep; "
+                                                            "it is not a statement a broker exports")])
+    positions = len(_POSITION_TAG.findall(data.decode("latin-1")))
+    if positions > max_positions:
+        raise ImportFailed([ImportProblem(None, "", f"the file has {positions:,} positions; the limit is "
+                                                    f"{max_positions:,}")])
+
+
 def read(data: bytes, builder: FileBuilder) -> None:
     from ofxtools.Parser import OFXTree  # imported here: only OFX uploads pay for it
 
