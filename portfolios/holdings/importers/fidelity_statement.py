@@ -46,13 +46,8 @@ def read(rows: list[Row], header_at: int, builder: FileBuilder) -> None:
         filled = row.filled()
         if not filled:
             continue
-        first = filled[0].strip()
-        if len(filled) == 1:
-            known = next((key for number, key in accounts.items() if first.endswith(number)), None)
-            if known or _ACCOUNT_NUMBER.match(first):
-                account_key = known or builder.account(name=f"{BROKER} {first[-4:]}", number=first)
-            elif header_key(first) in CATEGORY_KINDS:
-                kind = CATEGORY_KINDS[header_key(first)]
+        if len(filled) == 1:  # a line naming the account, or the category, of the rows below
+            account_key, kind = _group(filled[0].strip(), accounts, builder, account_key, kind)
             continue
         if len(filled) >= 4 and header_key(Columns.cell(row, 0)) in ("settlement date", "date", "account type"):
             break  # the activity section begins: the holdings are done
@@ -77,6 +72,15 @@ def read(rows: list[Row], header_at: int, builder: FileBuilder) -> None:
             market_value=(cell["value"], names["value"]) if col["value"] is not None else None,
             kind=kind, description=cell["description"],
         )
+
+
+def _group(text: str, accounts: dict[str, tuple[str, str]], builder: FileBuilder,
+           account_key: tuple[str, str] | None, kind: str) -> tuple[tuple[str, str] | None, str]:
+    """(account, category) in force after a one-cell line; other text changes neither."""
+    known = next((key for number, key in accounts.items() if text.endswith(number)), None)
+    if known or _ACCOUNT_NUMBER.match(text):
+        return known or builder.account(name=f"{BROKER} {text[-4:]}", number=text), kind
+    return account_key, CATEGORY_KINDS.get(header_key(text), kind)
 
 
 def _summary(preamble: list[Row], builder: FileBuilder) -> dict[str, tuple[str, str]]:

@@ -80,25 +80,27 @@ def _collect(rows: list[Row], builder: FileBuilder) -> _Statement:
         body = Row(row.line, row.cells[2:])
         if kind == "header":
             statement.headers[section] = Columns(body.cells, line=row.line)
-        elif kind != "data" or section not in statement.headers:
-            continue
-        elif section in POSITION_SECTIONS:
-            statement.positions.append((body, statement.headers[section]))
-        elif section == "short open positions":
-            statement.short_rows += 1
-        elif section == "cash report":
-            statement.cash_rows.append((body, statement.headers[section]))
-        elif section == "net asset value":
-            statement.nav_rows.append((body, statement.headers[section]))
-        elif section == "base currency exchange rate":
-            columns = statement.headers[section]
-            currency = Columns.cell(body, columns.find("currency")).strip().upper()
-            statement.base_rates[currency] = Columns.cell(body, columns.find("rate")).strip()
-        elif section in ("account information", "statement"):
-            columns = statement.headers[section]
-            name = Columns.cell(body, columns.find("field name"))
-            statement.info.setdefault(header_key(name), Columns.cell(body, columns.find("field value")).strip())
+        elif kind == "data" and section in statement.headers:
+            _collect_data(statement, section, body)
     return statement
+
+
+def _collect_data(statement: _Statement, section: str, body: Row) -> None:
+    columns = statement.headers[section]
+    if section in POSITION_SECTIONS:
+        statement.positions.append((body, columns))
+    elif section == "short open positions":
+        statement.short_rows += 1
+    elif section == "cash report":
+        statement.cash_rows.append((body, columns))
+    elif section == "net asset value":
+        statement.nav_rows.append((body, columns))
+    elif section == "base currency exchange rate":
+        currency = Columns.cell(body, columns.find("currency")).strip().upper()
+        statement.base_rates[currency] = Columns.cell(body, columns.find("rate")).strip()
+    elif section in ("account information", "statement"):
+        name = Columns.cell(body, columns.find("field name"))
+        statement.info.setdefault(header_key(name), Columns.cell(body, columns.find("field value")).strip())
 
 
 def _no_positions_message(statement: _Statement) -> str:
@@ -129,61 +131,78 @@ def _usd_rates(base_rates: dict[str, str], base: str) -> dict[str, Decimal]:
     return {currency: rate / usd for currency, rate in in_base.items()}
 
 
+_POSITION_COLUMNS = ("datadiscriminator", "asset category", "currency", "symbol", "quantity", "cost basis",
+                     "account", "close price", "value", "description")
+
+
+@dataclass
+class _PositionsRead:
+    builder: FileBuilder
+    default_key: tuple[str, str]
+    account_name: str
+    base: str
+    use_lots: bool
+    skipped: dict[str, int] = field(default_factory=dict)
+    foreign: list[str] = field(default_factory=list)
+
+
 def _read_positions(positions: list[tuple[Row, Columns]], builder: FileBuilder, default_key: tuple[str, str],
                     account_name: str, base: str) -> None:
     use_lots = not any(
         header_key(Columns.cell(body, columns.find("datadiscriminator"))) == "summary" for body, columns in positions
     )
-    skipped: dict[str, int] = {}
-    foreign: list[str] = []
+    state = _PositionsRead(builder, default_key, account_name, base, use_lots)
     for body, columns in positions:
-        col = {k: columns.find(k) for k in ("datadiscriminator", "asset category", "currency", "symbol",
-                                            "quantity", "cost basis", "account", "close price", "value",
-                                            "description")}
-        for required in ("symbol", "quantity"):
-            if col[required] is None:
-                builder.problem(columns.line, required.title(), "the Open Positions header has no such column")
-        if col["symbol"] is None or col["quantity"] is None:
+        col = {k: columns.find(k) for k in _POSITION_COLUMNS}
+        missing = [name for name in ("symbol", "quantity") if col[name] is None]
+        for name in missing:
+            builder.problem(columns.line, name.title(), "the Open Positions header has no such column")
+        if missing:
             return
-        if message := columns.extra_values(body):
-            builder.problem(body.line, "", message)
-            continue
-        discriminator = header_key(Columns.cell(body, col["datadiscriminator"]))
-        if discriminator and discriminator != ("lot" if use_lots else "summary"):
-            continue
-        category = Columns.cell(body, col["asset category"]).strip()
-        cell = {k: Columns.cell(body, i) for k, i in col.items()}
-        if category and header_key(category) not in CATEGORY_KINDS:
-            skipped[category] = skipped.get(category, 0) + 1
-            builder.skip(f"{cell['symbol'] or category} ({category}, line {body.line})",
-                         (cell["value"], "Value") if col["value"] is not None else None, line=body.line)
-            continue
-        currency = cell["currency"].strip().upper() or base  # a row without a currency is in the base one
-        amounts = col["value"] is not None or col["close price"] is not None
-        rate = builder.rate_for(currency, line=body.line, field_name=columns.name(col["currency"] or 0),
-                                required=amounts)
-        if rate is None and amounts:
-            continue
-        key = default_key
-        if account := cell["account"].strip():
-            key = builder.account(name=f"{account_name} {mask_number(account)}", number=account)
-        keep_cost = col["cost basis"] is not None and currency == "USD"
-        if currency != "USD" and col["cost basis"] is not None:
-            foreign.append(f"{cell['symbol'].strip()} ({currency})")
-        builder.position(
-            account_key=key, line=body.line, ticker=(cell["symbol"], columns.name(col["symbol"])),
-            shares=(cell["quantity"], columns.name(col["quantity"])),
-            cost_basis=(cell["cost basis"], columns.name(col["cost basis"])) if keep_cost else None,
-            price=(cell["close price"], "Close Price") if col["close price"] is not None else None,
-            market_value=(cell["value"], "Value") if col["value"] is not None else None,
-            kind=CATEGORY_KINDS.get(header_key(category), ""), description=cell["description"], rate=rate or ONE,
-        )
-    for category, count in skipped.items():
+        _position_row(state, body, columns, col)
+    for category, count in state.skipped.items():
         builder.warn(f"Skipped {count} position(s) in “{category}”: not positions the suggestions can hold "
                      "(their value is named in the totals).")
-    if foreign:
+    if state.foreign:
         builder.warn("Positions not in US dollars have no cost basis here (valued in USD at the statement's "
-                     "rates): " + ", ".join(foreign[:10]) + ".")
+                     "rates): " + ", ".join(state.foreign[:10]) + ".")
+
+
+def _position_row(state: _PositionsRead, body: Row, columns: Columns, col: dict[str, int | None]) -> None:
+    builder = state.builder
+    if message := columns.extra_values(body):
+        builder.problem(body.line, "", message)
+        return
+    discriminator = header_key(Columns.cell(body, col["datadiscriminator"]))
+    if discriminator and discriminator != ("lot" if state.use_lots else "summary"):
+        return
+    cell = {k: Columns.cell(body, i) for k, i in col.items()}
+    category = cell["asset category"].strip()
+    value = (cell["value"], "Value") if col["value"] is not None else None
+    if category and header_key(category) not in CATEGORY_KINDS:
+        state.skipped[category] = state.skipped.get(category, 0) + 1
+        builder.skip(f"{cell['symbol'] or category} ({category}, line {body.line})", value, line=body.line)
+        return
+    currency = cell["currency"].strip().upper() or state.base  # a row without a currency is in the base one
+    amounts = value is not None or col["close price"] is not None
+    rate = builder.rate_for(currency, line=body.line, field_name=columns.name(col["currency"] or 0),
+                            required=amounts)
+    if rate is None and amounts:
+        return
+    key = state.default_key
+    if account := cell["account"].strip():
+        key = builder.account(name=f"{state.account_name} {mask_number(account)}", number=account)
+    has_cost = col["cost basis"] is not None
+    if currency != "USD" and has_cost:
+        state.foreign.append(f"{cell['symbol'].strip()} ({currency})")
+    builder.position(
+        account_key=key, line=body.line, ticker=(cell["symbol"], columns.name(col["symbol"])),
+        shares=(cell["quantity"], columns.name(col["quantity"])),
+        cost_basis=(cell["cost basis"], columns.name(col["cost basis"])) if has_cost and currency == "USD" else None,
+        price=(cell["close price"], "Close Price") if col["close price"] is not None else None,
+        market_value=value, kind=CATEGORY_KINDS.get(header_key(category), ""), description=cell["description"],
+        rate=rate or ONE,
+    )
 
 
 def _read_cash(cash_rows: list[tuple[Row, Columns]], builder: FileBuilder, key: tuple[str, str], base: str) -> None:
