@@ -571,10 +571,10 @@ class FileBuilder:
             self.warn("Options are held fixed at the file's market value (never traded by the suggestions): "
                       + _list(self._options) + ".")
         if self._short_options:
-            shown = [f"{t} (line {line}, value {_usd(v) if v is not None else 'not given'})"
-                     for t, v, line in self._short_options]
+            shorts = [f"{t} (line {line}, value {_usd(v) if v is not None else 'not given'})"
+                      for t, v, line in self._short_options]
             self.warn("Skipped short positions (written options, shares sold short), which cannot be held here: "
-                      + _list(shown) + ".")
+                      + _list(shorts) + ".")
         assumed = [a.name for a in accounts if a.type_assumed]
         if assumed:
             self.warn("Could not tell the tax treatment of " + ", ".join(f"“{n}”" for n in assumed)

@@ -192,13 +192,11 @@ def _position_row(state: _PositionsRead, body: Row, columns: Columns, col: dict[
     key = state.default_key
     if account := cell["account"].strip():
         key = builder.account(name=f"{state.account_name} {mask_number(account)}", number=account)
-    has_cost = col["cost basis"] is not None
-    if currency != "USD" and has_cost:
+    if currency != "USD" and col["cost basis"] is not None:
         state.foreign.append(f"{cell['symbol'].strip()} ({currency})")
     builder.position(
-        account_key=key, line=body.line, ticker=(cell["symbol"], columns.name(col["symbol"])),
-        shares=(cell["quantity"], columns.name(col["quantity"])),
-        cost_basis=(cell["cost basis"], columns.name(col["cost basis"])) if has_cost and currency == "USD" else None,
+        account_key=key, line=body.line, ticker=(cell["symbol"], "Symbol"), shares=(cell["quantity"], "Quantity"),
+        cost_basis=(cell["cost basis"], "Cost Basis") if col["cost basis"] is not None and currency == "USD" else None,
         price=(cell["close price"], "Close Price") if col["close price"] is not None else None,
         market_value=value, kind=CATEGORY_KINDS.get(header_key(category), ""), description=cell["description"],
         rate=rate or ONE,
