@@ -337,3 +337,24 @@ def test_the_import_keeps_the_files_price_and_value_on_each_holding(alice):
     assert stored["FXAIX"] == (Decimal("210.500000"), Decimal("126326.31"))
     assert stored["AAPL260116C00300000"][1] == Decimal("220.00")
     assert sum(a.cash_usd for a in portfolio.accounts.all()) == Decimal("42062.58")
+
+
+@pytest.mark.parametrize("name,section,column", [
+    ("Portfolio_Positions_Jan-15-2026.csv", None, 2), ("Schwab-Positions-2026-01-15-090112.csv", None, 0),
+    ("Merrill_Edge_Holdings_12312025.csv", None, 2), ("U7654321_CHF_20251231.csv", "Long Open Positions", 5),
+])
+def test_every_row_with_a_symbol_is_a_position_cash_or_named(name, section, column):
+    """Nothing silently dropped: each symbol in the file is held, counted as cash, or named in a warning."""
+    parsed = parse_fixture(name)
+    warnings = " ".join(parsed.warnings).lower()
+    held_symbols = {p.ticker for p in parsed.positions}
+    rows = list(csv.reader((FIXTURES / name).read_text(encoding="utf-8-sig").splitlines()))
+    if section:
+        rows = [r for r in rows if r[:2] == [section, "Data"]]
+    symbols = {r[column].strip() for r in rows[1 if not section else 0:] if len(r) > column}
+    checked = 0
+    for symbol in symbols - {"", "--", "Symbol", "Total", "Account Total", "Cash & Cash Investments"}:
+        spelled = option_symbol(symbol) or symbol.strip(" *").replace("BRKB", "BRK-B").replace("/", "-")
+        assert spelled in held_symbols or spelled.lower() in warnings or symbol.lower() in warnings, (name, symbol)
+        checked += 1
+    assert checked >= 4

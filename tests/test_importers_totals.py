@@ -145,3 +145,47 @@ def test_an_unexplained_difference_is_still_a_warning():
     parsed = parse_positions(data)
     warning = next(w for w in parsed.warnings if "states a total" in w)
     assert "$90,000.00" in warning and "$58,725.74" in warning and "no row of the file explains it" in warning
+
+
+# --- currencies: no foreign amount is ever taken as dollars -------------------------------------------
+
+_CURRENCIES = ["USD", "CHF", "EUR", "GBP", "JPY"]
+
+
+@st.composite
+def ibkr_statement(draw) -> tuple[bytes, str, dict[str, Decimal], list[tuple[str, str, Decimal]]]:
+    """An IBKR statement: base currency, rates to base (some may be missing), positions in several currencies."""
+    base = draw(st.sampled_from(_CURRENCIES))
+    rates = {c: draw(st.decimals(min_value=Decimal("0.005"), max_value=Decimal("2"), places=4))
+             for c in _CURRENCIES if c != base and draw(st.integers(0, 5)) > 0}
+    rows = [(f"T{i}", draw(st.sampled_from(_CURRENCIES)), draw(_MONEY)) for i in range(draw(st.integers(1, 6)))]
+    lines = ["Account Information,Header,Field Name,Field Value",
+             f"Account Information,Data,Base Currency,{base}",
+             "Open Positions,Header,DataDiscriminator,Asset Category,Currency,Symbol,Quantity,Close Price,Value"]
+    lines += [f"Open Positions,Data,Summary,Stocks,{cur},{sym},10,{value / 10},{value}" for sym, cur, value in rows]
+    lines += ["Base Currency Exchange Rate,Header,Currency,Rate"]
+    lines += [f"Base Currency Exchange Rate,Data,{c},{r}" for c, r in rates.items()]
+    return "\n".join(lines).encode(), base, rates, rows
+
+
+@PROPERTY
+@given(ibkr_statement())
+def test_an_amount_in_another_currency_is_converted_with_the_files_rates_or_the_file_is_refused(statement):
+    data, base, rates, rows = statement
+    in_base = {**rates, base: Decimal(1)}
+    # A dollar amount needs no rate; any other needs its own rate and the dollar's (both to the base).
+    convertible = all(cur == "USD" or (cur in in_base and "USD" in in_base) for _, cur, _ in rows)
+    try:
+        parsed = parse_positions(data)
+    except ImportFailed as exc:
+        assert not convertible, exc.errors
+        assert any("never taken as dollars" in p.message for p in exc.errors)
+        return
+    assert convertible
+    values = {p.ticker: p.market_value for p in parsed.positions}
+    for symbol, currency, value in rows:
+        if value == 0:
+            continue
+        expected = value if currency == "USD" else (value * in_base[currency] / in_base["USD"]).quantize(
+            Decimal("0.01"))
+        assert values[symbol] == expected, (symbol, currency, base)

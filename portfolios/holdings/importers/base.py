@@ -296,6 +296,7 @@ class FileBuilder:
     _money_market: list[str] = field(default_factory=list)
     _options: list[str] = field(default_factory=list)
     _short_options: list[tuple[str, Decimal | None, int]] = field(default_factory=list)
+    _unnamed_skips: list[_Skipped] = field(default_factory=list)
 
     # -- collecting --
 
@@ -314,7 +315,7 @@ class FileBuilder:
         otherwise a problem that refuses the file."""
         if description:
             self.warn(f"Skipped “{description[:60]}” on line {line}: it has no symbol (value {value or 'unknown'}).")
-            self.skip(f"“{description[:40]}” (line {line}, no symbol)", (value, "value"), line=line)
+            self.skip(f"“{description[:40]}” (line {line}, no symbol)", (value, "value"), line=line, named=True)
         else:
             self.problem(line, field_name, "the symbol is missing")
 
@@ -364,9 +365,13 @@ class FileBuilder:
         """A total value the file states (an account total): checked against what was read."""
         self._stated.append(_CashDraft(None, _Cell(amount[0], amount[1], line), rate))
 
-    def skip(self, label: str, amount: tuple[str, str] | None, *, line: int, rate: Decimal = ONE) -> None:
-        """A row that is not a position, named with its value (used to explain a difference from the total)."""
+    def skip(self, label: str, amount: tuple[str, str] | None, *, line: int, rate: Decimal = ONE,
+             named: bool = False) -> None:
+        """A row that is not a position, kept aside with its value (to explain a difference from the total)
+        and named in a warning, unless the reader names it in its own (`named`)."""
         self._skipped.append(_Skipped(label, _Cell(amount[0], amount[1], line) if amount else None, rate))
+        if not named:
+            self._unnamed_skips.append(self._skipped[-1])
 
     def rate_for(self, currency: str, *, line: int | None, field_name: str, required: bool = True
                  ) -> Decimal | None:
@@ -437,7 +442,7 @@ class FileBuilder:
             for key, draft in self._accounts.items() if key in used_keys
         ]
         parsed_positions = [replace(p, account=names[d.account_key]) for d, p in positions]
-        self._final_warnings(accounts, parsed_positions)
+        self._final_warnings(accounts, parsed_positions, style)
         stated = self._reconcile(style, accounts, parsed_positions)
         return ParsedFile(format=self.format, accounts=accounts, positions=parsed_positions,
                           warnings=list(self.warnings), as_of=self.as_of, stated_total=stated)
@@ -561,7 +566,11 @@ class FileBuilder:
                 names[key] = final
         return names
 
-    def _final_warnings(self, accounts: list[ParsedAccount], positions: list[ParsedPosition]) -> None:
+    def _final_warnings(self, accounts: list[ParsedAccount], positions: list[ParsedPosition], style: str) -> None:
+        if self._unnamed_skips:
+            shown = [f"{s.label}: {_usd(self._lenient(s.amount, style) * s.rate)}" if s.amount else s.label
+                     for s in self._unnamed_skips]
+            self.warn("Skipped rows that are not positions (left out of the holdings): " + _list(shown) + ".")
         if self._skipped_zero:
             self.warn(f"Skipped {len(self._skipped_zero)} position(s) with zero shares: "
                       + ", ".join(self._skipped_zero[:10]) + ("…" if len(self._skipped_zero) > 10 else ""))

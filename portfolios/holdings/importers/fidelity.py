@@ -8,7 +8,7 @@ end with an extra comma; core money-market rows (`SPAXX**`) are cash, valued in 
 
 from __future__ import annotations
 
-from portfolios.holdings.importers import values
+from portfolios.holdings.importers import securities, values
 from portfolios.holdings.importers.base import FileBuilder
 from portfolios.holdings.importers.text import Columns, Row, header_key
 
@@ -66,12 +66,18 @@ def read(rows: list[Row], header_at: int, builder: FileBuilder, *, filename: str
         if "pending activity" in (symbol + " " + description).lower():
             amount = cell["value"] or "an unknown amount"
             pending.append(f"{amount} in “{account_name}” (line {row.line})")
-            builder.skip(f"pending activity (line {row.line})", (cell["value"], names["value"]), line=row.line)
+            builder.skip(f"pending activity (line {row.line})", (cell["value"], names["value"]), line=row.line,
+                         named=True)
             continue
         key = builder.account(name=account_name, number=cell["number"])
         if _is_cash(symbol, description):
-            source = "value" if cell["value"].strip().lower() not in values.MISSING else "quantity"
-            builder.cash(account_key=key, line=row.line, amount=(cell[source], names[source]))
+            if symbol:  # the core money-market fund (SPAXX**): cash, named in the warnings
+                builder.position(account_key=key, line=row.line, ticker=(symbol, names["symbol"]),
+                                 shares=(cell["quantity"], names["quantity"]),
+                                 market_value=(cell["value"], names["value"]), kind=securities.CASH)
+            else:
+                source = "value" if cell["value"].strip().lower() not in values.MISSING else "quantity"
+                builder.cash(account_key=key, line=row.line, amount=(cell[source], names[source]))
             continue
         if not symbol:
             builder.no_symbol(line=row.line, description=description, value=cell["value"], field_name=names["symbol"])

@@ -142,7 +142,6 @@ class _PositionsRead:
     account_name: str
     base: str
     use_lots: bool
-    skipped: dict[str, int] = field(default_factory=dict)
     foreign: list[str] = field(default_factory=list)
 
 
@@ -160,9 +159,6 @@ def _read_positions(positions: list[tuple[Row, Columns]], builder: FileBuilder, 
         if missing:
             return
         _position_row(state, body, columns, col)
-    for category, count in state.skipped.items():
-        builder.warn(f"Skipped {count} position(s) in “{category}”: not positions the suggestions can hold "
-                     "(their value is named in the totals).")
     if state.foreign:
         builder.warn("Positions not in US dollars have no cost basis here (valued in USD at the statement's "
                      "rates): " + ", ".join(state.foreign[:10]) + ".")
@@ -180,7 +176,6 @@ def _position_row(state: _PositionsRead, body: Row, columns: Columns, col: dict[
     category = cell["asset category"].strip()
     value = (cell["value"], "Value") if col["value"] is not None else None
     if category and header_key(category) not in CATEGORY_KINDS:
-        state.skipped[category] = state.skipped.get(category, 0) + 1
         builder.skip(f"{cell['symbol'] or category} ({category}, line {body.line})", value, line=body.line)
         return
     currency = cell["currency"].strip().upper() or state.base  # a row without a currency is in the base one

@@ -54,7 +54,7 @@ def read(rows: list[Row], header_at: int, builder: FileBuilder) -> None:
             builder.cash(account_key=key, line=row.line, amount=(cell["value"], names["value"]))
             continue
         if "#" in symbol:  # Merrill's own option spelling (AAPL#A1626C300): named and its value kept aside
-            builder.skip(f"{symbol} (line {row.line})", (cell["value"], names["value"]), line=row.line)
+            builder.skip(f"{symbol} (line {row.line})", (cell["value"], names["value"]), line=row.line, named=True)
             builder.warn(f"Skipped the option {symbol} on line {row.line}: its symbol cannot be read; value "
                          f"{cell['value'] or 'unknown'}.")
             continue

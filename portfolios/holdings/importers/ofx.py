@@ -152,7 +152,8 @@ def _position(position, builder: FileBuilder, key: tuple[str, str], currency: st
     if rate is None:
         return
     if units < 0 and kind != securities.OPTION:
-        builder.skip(f"{ticker} (short, line {line})", (_text(invpos.mktval), "MKTVAL"), line=line, rate=rate)
+        builder.skip(f"{ticker} (short, line {line})", (_text(invpos.mktval), "MKTVAL"), line=line, rate=rate,
+                     named=True)
         builder.warn(f"Skipped the short position in {ticker} (line {line}): short positions are not supported.")
         return
     builder.position(
