@@ -333,5 +333,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "") or "INFO"},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # ofxtools logs every element it converts at INFO.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "ofxtools": {"level": "WARNING"}},
 }

@@ -65,3 +65,35 @@ def test_upload_preview_confirm_in_a_real_browser(page, portfolio):
 
     assert Holding.objects.filter(account__portfolio=portfolio).count() == 7
     assert RebalanceRun.objects.filter(portfolio=portfolio, trigger="import").exists()
+
+
+def test_an_ofx_statement_and_a_history_file_in_a_real_browser(page, portfolio):
+    """An OFX/QFX statement previews with its money fund as cash and its T-bill kept; a transaction
+    history is refused with what it is and the export to use instead."""
+    brokers = FIDELITY.parent
+    page.goto(f"/accounts/login/?next=/portfolios/{portfolio.pk}/import/")
+    page.locator("input[name=login]").fill("alice@example.com")
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.locator("form button[type=submit]").click()
+    page.wait_for_url(f"**/portfolios/{portfolio.pk}/import/")
+    assert ".qfx" in page.get_by_label("Positions file").get_attribute("accept")
+
+    page.get_by_label("Positions file").set_input_files(str(brokers / "refused_History_for_Account_Z23456789.csv"))
+    page.get_by_role("button", name="Read the file").click()
+    page.wait_for_load_state()
+    problem = page.get_by_test_id("import-problem").inner_text()
+    assert "transaction history" in problem and "Positions > Download" in problem
+
+    page.get_by_label("Positions file").set_input_files(str(brokers / "Fidelity_X12345678.qfx"))
+    page.get_by_role("button", name="Read the file").click()
+    page.wait_for_url("**/import/preview/")
+    assert page.get_by_test_id("preview-row").count() == 5  # SPAXX became cash
+    text = page.content()
+    assert "912797KX4" in text and "AAPL260116C00300000" in text
+    assert "money-market funds as cash: SPAXX" in page.get_by_test_id("preview-warnings").inner_text()
+    page.screenshot(path=os.path.join(ARTIFACTS, "holdings-import-ofx-preview.png"), full_page=True)
+    page.get_by_test_id("confirm-import").click()
+    page.wait_for_url(f"**/portfolios/{portfolio.pk}/holdings/")
+    values = dict(Holding.objects.filter(account__portfolio=portfolio).values_list("security__ticker",
+                                                                                    "file_value_usd"))
+    assert str(values["912797KX4"]) == "49456.00"

@@ -136,8 +136,12 @@ def test_it_reads_the_open_positions_of_an_interactive_brokers_statement():
         ("Individual", "AAPL", Decimal("100"), Decimal("15025.00")),
         ("Individual", "BRK-B", Decimal("20"), Decimal("8010.00")),  # "BRK B"
         ("Individual", "IWM", Decimal("40"), Decimal("8000.00")),
-    ]  # totals skipped; the option is skipped with a warning
-    assert any("Equity and Index Options" in w for w in parsed.warnings)
+        ("Individual", "AAPL260116C00300000", Decimal("1"), Decimal("520.00")),
+    ]  # totals skipped; the option is kept at its market value, named in a warning
+    option = parsed.positions[-1]
+    assert (option.kind, option.market_value, option.price) == ("option", Decimal("110.00"), Decimal("110"))
+    assert any("AAPL260116C00300000" in w and "held fixed" in w for w in parsed.warnings)
+    assert parsed.stated_total == Decimal("46290.95")
 
 
 def test_it_reads_a_generic_csv_with_lots_accounts_and_cash():
@@ -204,7 +208,7 @@ def test_tickers_are_normalised(raw, expected):
     assert parse_text(f"ticker,shares\n{raw},1\n").positions[0].ticker == expected
 
 
-@pytest.mark.parametrize("raw", ["=HYPERLINK(\"http://x\")", "+AAPL", "-AAPL240119C150", "@SUM(A1)", "AA PL X",
+@pytest.mark.parametrize("raw", ["=HYPERLINK(\"http://x\")", "+AAPL", "-AAPL", "@SUM(A1)", "AA PL X",
                                  "ÄPFEL", "A" * 25, "AAPL;DROP"])
 def test_a_value_that_cannot_be_a_ticker_is_refused(raw):
     error = refused(f"ticker,shares\n\"{raw}\",1\n")
@@ -296,11 +300,14 @@ def test_size_and_row_limits_come_from_settings(settings):
     assert "the limit is 1 KB" in str(refused("ticker,shares\n" + "AAPL,1\n" * 200, max_rows=1000))
 
 
-def test_a_fidelity_options_row_is_refused_not_misread():
+def test_a_fidelity_options_row_is_kept_as_an_option_at_its_market_value_not_misread():
     data = (FIXTURES / "Portfolio_Positions_Dec-31-2025.csv").read_bytes().replace(
         b"Z23456789,Individual,QQQ,", b"Z23456789,Individual, -QQQ260116C500,")
-    error = refused(data)
-    assert [(e.line, e.field) for e in error.errors] == [(5, "Symbol")]
+    parsed = parse_positions(data)
+    option = next(p for p in parsed.positions if p.line == 5)
+    assert (option.ticker, option.kind, option.shares) == ("QQQ260116C00500000", "option", Decimal("20"))
+    assert option.market_value == Decimal("10200.00") and option.price == Decimal("510")
+    assert any("QQQ260116C00500000" in w and "held fixed" in w for w in parsed.warnings)
 
 
 def test_a_bad_row_in_a_broker_file_names_the_brokers_column():

@@ -13,7 +13,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.tickers import ticker_key
 from portfolios.holdings.importers import ACCOUNT_TYPES, ImportFailed, ParsedFile, parse_positions
+from portfolios.holdings.importers.securities import is_money_market
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "brokers").iterdir())
 FIXTURE_BYTES = [p.read_bytes() for p in FIXTURES]
@@ -92,7 +94,9 @@ def test_damaged_broker_files_give_positions_or_a_clear_refusal(data):
 
 # --- round trip: a file written from known lots reads back exactly --------------------------------
 
-tickers = st.from_regex(r"[A-Z]{1,5}", fullmatch=True).filter(lambda t: t != "CASH")
+# Money-market funds are cash, and run-together class shares (BRKB) are spelled the Yahoo way: not lots.
+tickers = st.from_regex(r"[A-Z]{1,5}", fullmatch=True).filter(
+    lambda t: t != "CASH" and not is_money_market(t) and ticker_key(t) == t)
 share_amounts = st.decimals(min_value=Decimal("0.000001"), max_value=Decimal("9999999"), places=6)
 costs = st.none() | st.decimals(min_value=Decimal("0"), max_value=Decimal("99999999"), places=2)
 lots = st.lists(st.tuples(tickers, share_amounts, costs, st.sampled_from(["Brokerage", "Roth IRA", "401(k)"])),

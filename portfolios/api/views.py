@@ -141,6 +141,8 @@ class PortfolioImportView(APIView):
             )
         except ImportFailed as exc:
             errors = [{"line": p.line, "field": p.field or "", "message": p.message} for p in exc.errors]
+            if exc.more:  # the list is bounded whatever the file: the rest are counted
+                errors.append({"line": None, "field": "", "message": f"… and {exc.more:,} more problems"})
             return Response({"errors": errors}, status=status.HTTP_400_BAD_REQUEST)
         return Response(
             {"holdings": outcome.holdings, "accounts": outcome.accounts, "warnings": list(outcome.warnings)}

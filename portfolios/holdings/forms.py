@@ -17,9 +17,10 @@ from portfolios.models import Account, Portfolio
 class UploadForm(forms.Form):
     file = forms.FileField(
         label="Positions file",
-        help_text="The CSV your broker exports (Fidelity, Schwab, Vanguard, Interactive Brokers) or your own "
-                  "CSV with columns ticker, shares and optionally cost_basis, account, account_type.",
-        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.tsv,.txt,text/csv"}),
+        help_text="The positions file your broker exports (Fidelity, Schwab, Vanguard, E*TRADE, Merrill Edge, "
+                  "Interactive Brokers, or an OFX/QFX statement) or your own CSV with columns ticker, shares and "
+                  "optionally cost_basis, account, account_type.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.tsv,.txt,.ofx,.qfx,text/csv"}),
     )
 
     def clean_file(self):

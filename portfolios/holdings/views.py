@@ -64,19 +64,20 @@ def _stash_get(request: HttpRequest, portfolio: Portfolio) -> tuple[str, str, Pa
 def holdings_upload(request: HttpRequest, portfolio_id: int) -> HttpResponse:
     portfolio = portfolio_for_user(request.user, portfolio_id)
     form = UploadForm(request.POST or None, request.FILES or None)
-    problems = []
+    problems, problems_uncounted = [], 0
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         try:
             parsed = parse_positions(form.cleaned_data["data"], filename=upload.name or "")
         except ImportFailed as exc:
-            problems = exc.errors
+            problems, problems_uncounted = exc.errors, exc.more  # bounded: the first ones and a count
         else:
             _stash_put(request, portfolio, parsed, upload.name or "")
             return redirect("holdings_import_preview", portfolio_id=portfolio.pk)
     context = {
         "portfolio": portfolio, "form": form, "problems": problems[:PROBLEMS_SHOWN],
-        "problems_more": max(0, len(problems) - PROBLEMS_SHOWN), "problem_count": len(problems),
+        "problems_more": max(0, len(problems) - PROBLEMS_SHOWN) + problems_uncounted,
+        "problem_count": len(problems) + problems_uncounted,
         "formats": FORMATS.values(),
     }
     status = 400 if request.method == "POST" else 200

@@ -1,7 +1,9 @@
 """Broker positions files -> `ParsedFile`. One entry point, `parse_positions`; no database access.
 
-Formats are detected from the header (columns matched by name, never by position): a generic CSV,
-Fidelity, Schwab, Vanguard and Interactive Brokers exports. A file is either read completely or
+Formats are detected from the content: OFX/QFX statements by their header; CSV files by their header
+(columns matched by name, never by position): a generic CSV, Fidelity (positions and the older statement),
+Schwab, Vanguard, E*TRADE, Merrill Edge and Interactive Brokers exports. Transaction histories and lot-detail
+reports are refused with the export to use instead. A file is either read completely or
 refused with every problem listed (`ImportFailed.errors`: line, column, message).
 """
 
@@ -9,7 +11,19 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from portfolios.holdings.importers import fidelity, generic, ibkr, schwab, vanguard
+from engine.tickers import ticker_normalize
+from portfolios.holdings.importers import (
+    etrade,
+    fidelity,
+    fidelity_statement,
+    generic,
+    ibkr,
+    merrill,
+    ofx,
+    refusals,
+    schwab,
+    vanguard,
+)
 from portfolios.holdings.importers.base import (
     ACCOUNT_TYPES,
     ImportFailed,
@@ -30,8 +44,8 @@ from portfolios.holdings.importers.text import (
     rows_read,
     text_decode,
     text_lines,
+    text_shape_check,
 )
-from portfolios.holdings.importers.values import ticker_normalize
 
 __all__ = [
     "ACCOUNT_TYPES",
@@ -55,17 +69,32 @@ FORMATS = {
     schwab.FORMAT: "Schwab",
     vanguard.FORMAT: "Vanguard",
     ibkr.FORMAT: "Interactive Brokers",
+    fidelity_statement.FORMAT: "Fidelity statement",
+    etrade.FORMAT: "E*TRADE",
+    merrill.FORMAT: "Merrill Edge",
+    ofx.FORMAT: "OFX/QFX statement",
 }
 HEADER_SCAN_LINES = 60
 # Checked in this order: the broker formats are more specific than the generic one.
 _HEADER_FORMATS = (
     (fidelity.FORMAT, fidelity.header_matches),
+    (fidelity_statement.FORMAT, fidelity_statement.header_matches),
     (vanguard.FORMAT, vanguard.header_matches),
     (schwab.FORMAT, schwab.header_matches),
+    (etrade.FORMAT, etrade.header_matches),
+    (merrill.FORMAT, merrill.header_matches),
     (generic.FORMAT, generic.header_matches),
 )
 _BROKERS = {generic.FORMAT: "", fidelity.FORMAT: fidelity.BROKER, schwab.FORMAT: schwab.BROKER,
-            vanguard.FORMAT: vanguard.BROKER, ibkr.FORMAT: ibkr.BROKER}
+            vanguard.FORMAT: vanguard.BROKER, ibkr.FORMAT: ibkr.BROKER,
+            fidelity_statement.FORMAT: fidelity_statement.BROKER, etrade.FORMAT: etrade.BROKER,
+            merrill.FORMAT: merrill.BROKER, ofx.FORMAT: ofx.BROKER}
+# Readers of a CSV below its header: (rows, header index, builder).
+_READERS = {generic.FORMAT: generic.read, schwab.FORMAT: schwab.read, vanguard.FORMAT: vanguard.read,
+            fidelity_statement.FORMAT: fidelity_statement.read, etrade.FORMAT: etrade.read,
+            merrill.FORMAT: merrill.read}
+# Formats that read the lines above their header themselves (no "ignored lines" warning).
+_READ_PREAMBLE = {schwab.FORMAT, fidelity_statement.FORMAT, etrade.FORMAT}
 
 
 def parse_positions(
@@ -80,13 +109,20 @@ def parse_positions(
         raise ImportFailed([ImportProblem(None, "", message)])
     if not data.strip(b" \t\r\n\x1a\xef\xbb\xbf"):
         raise ImportFailed([ImportProblem(None, "", "the file is empty")])
+    if ofx.content_matches(data):
+        ofx.shape_check(data, max_positions=max_rows)
+        builder = _FileBuilder(format=ofx.FORMAT, broker=ofx.BROKER, skip_shorts=True)
+        ofx.read(data, builder)
+        return builder.build()
     text = text_decode(data)
     if not text.strip():
         raise ImportFailed([ImportProblem(None, "", "the file is empty")])
+    text_shape_check(text)
 
     fmt, delimiter, header_line = _detect(text)
     rows = rows_read(text, delimiter, max_rows=max_rows)
-    builder = _FileBuilder(format=fmt, broker=_BROKERS[fmt], delimiter=delimiter, header_line=header_line)
+    builder = _FileBuilder(format=fmt, broker=_BROKERS[fmt], delimiter=delimiter, header_line=header_line,
+                           skip_shorts=fmt != generic.FORMAT)
     if fmt == ibkr.FORMAT:
         ibkr.read(rows, builder)
     else:
@@ -94,16 +130,12 @@ def parse_positions(
         if header_at is None:  # the header line sits inside a quoted multi-line value
             raise ImportFailed([ImportProblem(header_line, "", "the header row cannot be read (an unclosed quote?)")])
         skipped = [row for row in rows[:header_at] if not row.blank]
-        if skipped and fmt != schwab.FORMAT:
+        if skipped and fmt not in _READ_PREAMBLE:
             builder.warn(f"Ignored {len(skipped)} line(s) above the header on line {header_line}.")
-        if fmt == generic.FORMAT:
-            generic.read(rows, header_at, builder)
-        elif fmt == fidelity.FORMAT:
+        if fmt == fidelity.FORMAT:
             fidelity.read(rows, header_at, builder, filename=filename)
-        elif fmt == schwab.FORMAT:
-            schwab.read(rows, header_at, builder)
         else:
-            vanguard.read(rows, header_at, builder)
+            _READERS[fmt](rows, header_at, builder)
     return builder.build()
 
 
@@ -121,6 +153,8 @@ def _detect(text: str) -> tuple[str, str, int | None]:
             if delimiter not in line:
                 continue
             cells = line_cells(line, delimiter)
+            if refusal := refusals.refusal_for(cells):
+                raise ImportFailed([ImportProblem(number, "header", refusal)])
             for fmt, matches in _HEADER_FORMATS:
                 if matches(cells):
                     return fmt, delimiter, number
@@ -141,7 +175,8 @@ def _diagnose(number: int, line: str) -> list[ImportProblem]:
     return [ImportProblem(
         number, "header",
         f"unknown columns ({shown}): expected a CSV with columns {generic.expected_columns()}, or a positions "
-        "file exported unchanged from Fidelity, Schwab, Vanguard or Interactive Brokers",
+        "file exported unchanged from Fidelity, Schwab, Vanguard, E*TRADE, Merrill Edge or Interactive Brokers, "
+        "or an OFX/QFX statement",
     )]
 
 

@@ -8,7 +8,7 @@ end with an extra comma; core money-market rows (`SPAXX**`) are cash, valued in 
 
 from __future__ import annotations
 
-from portfolios.holdings.importers import values
+from portfolios.holdings.importers import securities, values
 from portfolios.holdings.importers.base import FileBuilder
 from portfolios.holdings.importers.text import Columns, Row, header_key
 
@@ -21,6 +21,7 @@ SYMBOL = ("symbol",)
 DESCRIPTION = ("description",)
 QUANTITY = ("quantity",)
 CURRENT_VALUE = ("current value",)
+LAST_PRICE = ("last price",)
 COST_BASIS = ("cost basis total", "cost basis")
 
 
@@ -41,7 +42,7 @@ def read(rows: list[Row], header_at: int, builder: FileBuilder, *, filename: str
         "number": columns.find(*ACCOUNT_NUMBER), "name": columns.find(*ACCOUNT_NAME),
         "symbol": columns.find(*SYMBOL), "description": columns.find(*DESCRIPTION),
         "quantity": columns.find(*QUANTITY), "value": columns.find(*CURRENT_VALUE),
-        "cost": columns.find(*COST_BASIS),
+        "cost": columns.find(*COST_BASIS), "price": columns.find(*LAST_PRICE),
     }
     names = {k: (columns.name(i) if i is not None else k) for k, i in col.items()}
     pending: list[str] = []
@@ -65,11 +66,18 @@ def read(rows: list[Row], header_at: int, builder: FileBuilder, *, filename: str
         if "pending activity" in (symbol + " " + description).lower():
             amount = cell["value"] or "an unknown amount"
             pending.append(f"{amount} in “{account_name}” (line {row.line})")
+            builder.skip(f"pending activity (line {row.line})", (cell["value"], names["value"]), line=row.line,
+                         named=True)
             continue
         key = builder.account(name=account_name, number=cell["number"])
         if _is_cash(symbol, description):
-            source = "value" if cell["value"].strip().lower() not in values.MISSING else "quantity"
-            builder.cash(account_key=key, line=row.line, amount=(cell[source], names[source]))
+            if symbol:  # the core money-market fund (SPAXX**): cash, named in the warnings
+                builder.position(account_key=key, line=row.line, ticker=(symbol, names["symbol"]),
+                                 shares=(cell["quantity"], names["quantity"]),
+                                 market_value=(cell["value"], names["value"]), kind=securities.CASH)
+            else:
+                source = "value" if cell["value"].strip().lower() not in values.MISSING else "quantity"
+                builder.cash(account_key=key, line=row.line, amount=(cell[source], names[source]))
             continue
         if not symbol:
             builder.no_symbol(line=row.line, description=description, value=cell["value"], field_name=names["symbol"])
@@ -78,6 +86,9 @@ def read(rows: list[Row], header_at: int, builder: FileBuilder, *, filename: str
             account_key=key, line=row.line, ticker=(symbol, names["symbol"]),
             shares=(cell["quantity"], names["quantity"]),
             cost_basis=(cell["cost"], names["cost"]) if col["cost"] is not None else None,
+            price=(cell["price"], names["price"]) if col["price"] is not None else None,
+            market_value=(cell["value"], names["value"]) if col["value"] is not None else None,
+            description=description,
         )
     if pending:
         builder.warn("Ignored pending activity (not settled yet): " + "; ".join(pending) + ".")

@@ -19,9 +19,12 @@ ALIASES = {
     "account": ("account", "account name"),
     "account_type": ("account type",),
     "acquired_on": ("acquired on", "acquired", "date acquired", "acquisition date", "open date"),
+    "price": ("price", "last price", "price usd"),
+    "market_value": ("market value", "value", "current value", "market value usd", "value usd"),
 }
+DESCRIPTION = ("description", "name")  # read when present (the first of them), never required
 # Columns a person or a spreadsheet commonly adds, read by no one here (never guessed at).
-IGNORED = ("name", "description", "price", "last price", "value", "market value", "current value", "notes", "note")
+IGNORED = ("notes", "note", *DESCRIPTION)
 CASH_TICKERS = {"CASH"}
 
 
@@ -40,7 +43,7 @@ def header_matches(cells: list[str]) -> bool:
 
 def expected_columns() -> str:
     return ("ticker (or symbol), shares (or quantity), and optionally cost_basis, account, account_type, "
-            "acquired_on")
+            "acquired_on, price, market_value, description")
 
 
 def read(rows: list[Row], header_at: int, builder: FileBuilder) -> None:
@@ -58,6 +61,7 @@ def read(rows: list[Row], header_at: int, builder: FileBuilder) -> None:
             builder.problem(header.line, field, f"the columns {' and '.join(present)} mean the same; keep one")
     col = {field: columns.find(*aliases) for field, aliases in ALIASES.items()}
     names = {field: columns.name(i) if i is not None else field for field, i in col.items()}
+    description = columns.find(*DESCRIPTION)
 
     for row in rows[header_at + 1:]:
         if row.blank:
@@ -79,6 +83,10 @@ def read(rows: list[Row], header_at: int, builder: FileBuilder) -> None:
             else None,
             acquired_on=(Columns.cell(row, col["acquired_on"]), names["acquired_on"])
             if col["acquired_on"] is not None else None,
+            price=(Columns.cell(row, col["price"]), names["price"]) if col["price"] is not None else None,
+            market_value=(Columns.cell(row, col["market_value"]), names["market_value"])
+            if col["market_value"] is not None else None,
+            description=Columns.cell(row, description),
         )
 
 

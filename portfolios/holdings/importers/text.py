@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from portfolios.holdings.importers.base import ImportFailed, ImportProblem
 
 DELIMITERS = (",", ";", "\t")
+# A file's shape is bounded before it is split, so that work and memory stay flat whatever it holds.
+MAX_LINE_CHARS = 10_000  # a broker's longest lines (disclaimers) are under 1,000 characters
+MAX_COLUMNS = 200  # broker exports have at most a few dozen columns
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f\ufffe\uffff]")
 _BINARY_SIGNATURES = {
@@ -72,6 +75,15 @@ def _refuse_control_characters(text: str) -> None:
                                                     "it does not look like a text positions file")])
 
 
+def text_shape_check(text: str, *, max_line_chars: int = MAX_LINE_CHARS) -> None:
+    """Refuse a text with a line longer than `max_line_chars` (one linear scan, nothing copied)."""
+    match = re.search(f"[^\r\n]{{{max_line_chars + 1}}}", text)
+    if match:
+        line = len(_NEWLINE.findall(text, 0, match.start())) + 1
+        raise ImportFailed([ImportProblem(line, "", f"the line is longer than {max_line_chars:,} characters; "
+                                                    "a positions file has short lines (is this the right file?)")])
+
+
 def text_lines(text: str, limit: int | None = None) -> list[str]:
     """Physical lines (only CR, LF and CRLF end a line)."""
     if limit is None:
@@ -88,9 +100,9 @@ def text_lines(text: str, limit: int | None = None) -> list[str]:
 
 
 def line_cells(line: str, delimiter: str) -> list[str]:
-    """Split one physical line (header detection)."""
+    """Split one physical line (header detection); at most `MAX_COLUMNS` + 1 cells are kept."""
     try:
-        return next(csv.reader([line], delimiter=delimiter), [])
+        return next(csv.reader([line], delimiter=delimiter), [])[: MAX_COLUMNS + 1]
     except csv.Error:
         return [line]
 
@@ -106,6 +118,9 @@ def rows_read(text: str, delimiter: str, *, max_rows: int | None = None) -> list
     content = 0
     try:
         for cells in reader:
+            if len(cells) > MAX_COLUMNS:
+                raise ImportFailed([ImportProblem(consumed + 1, "", f"the row has {len(cells):,} columns; the limit "
+                                                                    f"is {MAX_COLUMNS}")])
             row = Row(consumed + 1, [c.strip() for c in cells])
             rows.append(row)
             consumed = reader.line_num

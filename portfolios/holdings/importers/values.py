@@ -1,4 +1,6 @@
-"""Cell values: numbers (with the file's decimal mark), tickers and dates. Raise ValueError with a message."""
+"""Cell values: numbers (with the file's decimal mark) and dates. Raise ValueError with a message.
+
+Tickers are read with `engine.tickers.ticker_normalize`, the project's one normaliser."""
 
 from __future__ import annotations
 
@@ -19,10 +21,10 @@ _NOT_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infin
 
 _NUMBER = re.compile(
     r"""^(?P<open>\()?\s*(?P<sign>[+\-−])?\s*(?:\$|USD\s?)?\s*(?P<sign2>[+\-−])?\s*
-        (?P<body>[0-9][0-9.,]*)\s*(?P<close>\))?$""",
+        (?P<body>[0-9][0-9.,]*|\.[0-9]+)\s*(?P<close>\))?$""",
     re.VERBOSE | re.IGNORECASE,
 )
-_DOT_PLAIN = re.compile(r"^\d+(\.\d+)?$")
+_DOT_PLAIN = re.compile(r"^(\d+(\.\d+)?|\.\d+)$")  # `.1250` too
 _DOT_GROUPED = re.compile(r"^[1-9]\d{0,2}(,\d{3})+(\.\d+)?$")
 _COMMA_PLAIN = re.compile(r"^\d+(,\d+)?$")
 _COMMA_GROUPED = re.compile(r"^[1-9]\d{0,2}(\.\d{3})+(,\d+)?$")
@@ -100,25 +102,7 @@ def decimal_style(cells: list[tuple[str, int]]) -> tuple[str, tuple[tuple[str, i
     return (DOT if dot_only else COMMA), None
 
 
-# --- tickers -----------------------------------------------------------------------------------
-
-_TICKER = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,23}$")
-_CLASS_SHARE = re.compile(r"^([A-Z]{1,6})[./ ]([A-Z])$")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "|")
-
-
-def ticker_normalize(text: str) -> str:
-    """Trim, upper-case, write class shares the Yahoo way (`BRK.B`, `BRK/B`, `BRK B` -> `BRK-B`)."""
-    raw = text.strip()
-    if not raw:
-        raise ValueError("the ticker is missing")
-    if raw.startswith(_FORMULA_START):
-        raise ValueError(f"“{short(raw)}” cannot be a ticker (it starts with “{raw[0]}”)")
-    ticker = raw.upper()
-    ticker = _CLASS_SHARE.sub(r"\1-\2", ticker)
-    if not _TICKER.match(ticker) or ticker.endswith((".", "-")):
-        raise ValueError(f"“{short(raw)}” is not a ticker (letters, digits, “.” and “-”, at most 24)")
-    return ticker
+# --- tickers: one normaliser for the whole project, `engine.tickers.ticker_normalize` ---------------
 
 
 # --- dates -------------------------------------------------------------------------------------
