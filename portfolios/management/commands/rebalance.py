@@ -82,7 +82,7 @@ class Command(BaseCommand):
         from portfolios.holdings.importers import ImportFailed, parse_positions
         from portfolios.marketdata.services import market_data_ensure_loaded
         from portfolios.recommendations.engine_feed import (
-            build_request,
+            build_request_valued,
             compute_document,
             options_from_inputs,
             parsed_file_lots,
@@ -116,8 +116,9 @@ class Command(BaseCommand):
         }
         lots, cash = parsed_file_lots(parsed)
         try:
-            request, market_long = build_request(lots=lots, cash=cash, options=options_from_inputs(inputs))
-            document = compute_document(request, market_long)
+            request, market_long, valued = build_request_valued(lots=lots, cash=cash,
+                                                                 options=options_from_inputs(inputs))
+            document = compute_document(request, market_long, valued)
         except EngineError as exc:
             raise CommandError(f"{path}: no suggestion could be made: {exc}", returncode=3) from None
         document["warnings"] = list(parsed.warnings) + list(document.get("warnings", []))
