@@ -237,3 +237,25 @@ def test_the_page_leads_with_a_partial_status(alice, alice_client):
     assert banner < html.index('data-testid="summary"') < html.index('data-testid="trades"')
     assert "Partial suggestion: only" in html and "-NVDA260116C200" in html
     assert 'data-testid="coverage"' in html
+
+
+@pytest.mark.django_db
+def test_the_holdings_page_and_the_api_count_file_values(alice, alice_client):
+    from django.urls import reverse
+
+    from portfolios.api.selectors import portfolio_detail_document
+    from portfolios.models import Account, Holding, Portfolio, Security
+
+    portfolio = Portfolio.objects.create(owner=alice, name="Fidelity")
+    account = Account.objects.create(portfolio=portfolio, name="Individual", cash_usd=Decimal("100"))
+    for ticker, price, value in (("FXAIX", None, "23050"), ("912797KX2", "0.992", None), ("ZZTOP", None, None)):
+        Holding.objects.create(account=account, security=Security.objects.create(ticker=ticker, source="import"),
+                               shares=Decimal("100"), file_price_usd=price and Decimal(price),
+                               file_value_usd=value and Decimal(value))
+    document = portfolio_detail_document(portfolio=portfolio)
+    assert document["value"] == pytest.approx(100 + 23_050 + 99.2)
+    rows = {h["ticker"]: h for h in document["holdings"]}
+    assert rows["FXAIX"]["price"] == pytest.approx(230.5) and rows["FXAIX"]["value"] == pytest.approx(23_050)
+    assert rows["ZZTOP"]["value"] is None and rows["ZZTOP"]["price"] is None
+    html = alice_client.get(reverse("holdings", kwargs={"portfolio_id": portfolio.pk})).content.decode()
+    assert "23,249.20" in html and 'data-testid="file-valued"' in html and "No price for ZZTOP" in html
