@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.types import AccountCash, MarketData, Options, SecurityInfo
@@ -172,7 +172,7 @@ def test_held_fixed_holdings_are_never_traded_and_funds_are_only_sold(market):
     assert not {t for t, a in traded if a == "buy"} & {t for t, *_ in FUNDS}
 
 
-def test_the_tech_share_looks_through_the_index_funds(market, settings):
+def test_the_tech_share_looks_through_the_index_funds(market):
     from portfolios.models import EtfSectorWeight
 
     doc, request = run(fidelity_like_lots(unknown=False))
@@ -259,3 +259,45 @@ def test_the_holdings_page_and_the_api_count_file_values(alice, alice_client):
     assert rows["ZZTOP"]["value"] is None and rows["ZZTOP"]["price"] is None
     html = alice_client.get(reverse("holdings", kwargs={"portfolio_id": portfolio.pk})).content.decode()
     assert "23,249.20" in html and 'data-testid="file-valued"' in html and "No price for ZZTOP" in html
+
+
+def test_the_table_format_states_the_coverage():
+    from portfolios.management.commands.rebalance import render_table
+
+    doc = json_fixture()
+    doc = proxies.apply_coverage(doc, [proxies.Proxy("FXAIX", "fund", proxies.Method.PROXY, (("VOO", 1.0),), 200.0,
+                                                     100.0, True, "its ETF twin VOO")])
+    text = render_table(doc)
+    assert "Value modelled directly" in text and "by a proxy 6.3%" in text and "held fixed 0.0%" in text
+
+
+def json_fixture() -> dict:
+    import json
+
+    return json.loads((ROOT / "tests" / "fixtures" / "sample_result.json").read_text())
+
+
+UNPRICED_KINDS = st.sampled_from([("FXAIX", ""), ("VFIFX", ""), ("912797KX2", "bond"), ("NEWCO", ""),
+                                  ("-AAPL260116C200", "option"), ("ZZZZX", ""), ("91282CJL6", "bond")])
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(UNPRICED_KINDS, st.floats(100.0, 500_000.0), st.floats(1.0, 1000.0)), min_size=1,
+                max_size=5, unique_by=lambda x: x[0][0]),
+       st.lists(st.tuples(st.sampled_from([t for t, _ in STOCKS]), st.integers(1, 200)), max_size=4,
+                unique_by=lambda x: x[0]),
+       st.floats(0.0, 50_000.0))
+def test_every_holding_counts_in_the_value_and_coverage_adds_up(market, unpriced, stocks, cash):
+    lots = [Lot("Taxable", "taxable", t, shares, file_value=value, kind=kind) for (t, kind), value, shares in unpriced]
+    lots += [Lot("Taxable", "taxable", t, float(n)) for t, n in stocks]
+    request, market_long, valued = build_request_valued(
+        lots=lots, cash=[AccountCash("Taxable", "taxable", cash)], options=Options())
+    doc = compute_document(request, market_long, valued)
+    expected = direct_value(request, {t for t, _ in stocks}) + sum(v for _, v, _ in unpriced) + cash
+    assert doc["value"] == pytest.approx(expected, abs=0.02)
+    cover = doc["coverage"]
+    assert cover["direct"] + cover["proxy"] + cover["fixed"] == pytest.approx(1.0, abs=1e-5)
+    assert sum(doc["before"]["weights"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert (doc["status"] == "partial") == (cover["modelled"] < proxies.MODELLED_MIN)
+    fixed = {p.ticker for p in valued if not p.sellable}
+    assert not {t["ticker"] for t in doc["trades"]} & fixed

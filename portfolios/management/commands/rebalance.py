@@ -32,6 +32,10 @@ def render_table(doc: dict) -> str:
     ]
     if doc.get("summary"):
         lines.append(doc["summary"])
+    cover = doc.get("coverage") or {}
+    if cover.get("proxy") or cover.get("fixed"):
+        lines.append(f"Value modelled directly {_pct(cover.get('direct'))}, by a proxy {_pct(cover.get('proxy'))}, "
+                     f"held fixed {_pct(cover.get('fixed'))}")
     lines.append("")
     trades = doc.get("trades", [])
     if trades:
