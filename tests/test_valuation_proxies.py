@@ -301,3 +301,21 @@ def test_every_holding_counts_in_the_value_and_coverage_adds_up(market, unpriced
     assert (doc["status"] == "partial") == (cover["modelled"] < proxies.MODELLED_MIN)
     fixed = {p.ticker for p in valued if not p.sellable}
     assert not {t["ticker"] for t in doc["trades"]} & fixed
+
+
+def test_thousands_of_unknown_tickers_cost_one_asset_and_keep_their_value(market, monkeypatch):
+    monkeypatch.setattr(proxies, "MAX_MODELLED", 5)
+    lots = [Lot("Taxable", "taxable", f"Q{i:03d}X", 10.0, file_value=1000.0 + i) for i in range(40)]
+    lots += [Lot("Roth", "roth_ira", f"R{i:03d}X", 10.0, file_value=500.0) for i in range(10)]
+    lots += [Lot("Taxable", "taxable", f"Z{i:03d}X", 10.0) for i in range(10)]  # no price anywhere
+    lots.append(Lot("Taxable", "taxable", "AAPL", 100.0))
+    doc, request = run(lots, cash=0.0)
+    held = {p.ticker for p in request.positions}
+    assert len(held) == 5 + 2  # the 5 largest one by one, AAPL, and one OTHER-UNPRICED asset
+    assert proxies.OVERFLOW_TICKER in held
+    expected = direct_value(request, {"AAPL"}) + sum(1000.0 + i for i in range(40)) + 10 * 500.0
+    assert doc["value"] == pytest.approx(expected, abs=0.01)
+    assert len(doc["coverage"]["holdings"]) == 6
+    assert any("55 more holdings without a market price" in w and "10 of them have no price" in w
+               for w in doc["warnings"])
+    assert proxies.OVERFLOW_TICKER not in {t["ticker"] for t in doc["trades"]}

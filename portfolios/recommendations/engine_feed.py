@@ -171,6 +171,21 @@ def _unpriced_items(lots: list[Lot], last: Mapping[str, float]) -> list[proxies.
     return items
 
 
+def _collapse_overflow(lots: list[Lot], overflow: list[proxies.Unpriced]) -> list[Lot]:
+    """`lots` with those of the `overflow` tickers replaced by one lot per account of proxies.OVERFLOW_TICKER
+    ($1 a share, as many shares as the file's dollars); lots with no file value count $0 and go."""
+    tickers = {x.ticker for x in overflow}
+    out = [lot for lot in lots if lot.ticker not in tickers]
+    dollars: dict[tuple[str, str], float] = {}
+    for lot in lots:
+        if lot.ticker in tickers and lot.file_value:
+            key = (lot.account, lot.account_type)
+            dollars[key] = dollars.get(key, 0.0) + float(lot.file_value)
+    out += [Lot(account=a, account_type=t, ticker=proxies.OVERFLOW_TICKER, shares=v, file_value=v, kind="unknown",
+                lot_id=f"{proxies.OVERFLOW_TICKER}-{a}") for (a, t), v in dollars.items()]
+    return out
+
+
 def build_request_valued(
     *, lots: Iterable[Lot], cash: list[AccountCash], options: Options
 ) -> tuple[RebalanceRequest, MarketData, list[proxies.Proxy]]:
@@ -183,7 +198,11 @@ def build_request_valued(
         market_long, market, last, menu = frames.long, frames.risk, frames.last, list(frames.menu)
     else:  # a ticker without prices (or not in the master): a frame of its own, with its proxy's history
         menu = menu_tickers()
-        chosen = proxies.proxies_for(_unpriced_items(lots, frames.last), market=frames.risk)
+        kept, overflow = proxies.split_overflow(_unpriced_items(lots, frames.last))
+        chosen = proxies.proxies_for(kept, market=frames.risk)
+        if overflow:
+            lots = _collapse_overflow(lots, overflow)
+            chosen.append(proxies.overflow_proxy(overflow))
         tickers = sorted({lot.ticker for lot in lots} | set(menu) | proxies.proxy_tickers(chosen))
         market_long = proxies.extend_market(market_data_for(tickers=tickers, years=HISTORY_YEARS), chosen)
         market = _risk_slice(market_long)

@@ -37,6 +37,10 @@ from engine.risk import SECTOR_PROXY
 from engine.types import MarketData, RebalanceRequest, SecurityInfo
 
 MODELLED_MIN = 0.90  # below this share of value modelled directly or by proxy, the status is "partial"
+# At most this many unpriced tickers are modelled one by one (the largest by file value); the rest are held
+# fixed together as one OVERFLOW_TICKER asset, so a file of thousands of unknown tickers costs one asset.
+MAX_MODELLED = 200
+OVERFLOW_TICKER = "OTHER-UNPRICED"
 FUNDS_PATH = Path(__file__).resolve().parents[2] / "data" / "funds" / "mutual_funds.csv"
 MARKET = ("VTI", "SPY")
 BOND_MARKET = ("AGG", "BND")
@@ -291,6 +295,32 @@ def proxies_for(items: Iterable[Unpriced], *, market: MarketData) -> list[Proxy]
     available = {str(t) for t, v in last.items() if pd.notna(v) and v > 0}
     return [choose_proxy(item, available=available, as_of=market.as_of, securities=market.securities)
             for item in items]
+
+
+def split_overflow(items: Iterable[Unpriced], limit: int | None = None) -> tuple[list[Unpriced], list[Unpriced]]:
+    """(the `limit` (default MAX_MODELLED) items of largest file value, the rest), each in the order given."""
+    items = list(items)
+    limit = MAX_MODELLED if limit is None else limit
+    if len(items) <= limit:
+        return items, []
+    ranked = sorted(range(len(items)), key=lambda i: -(items[i].value_usd or 0.0))
+    kept = set(ranked[:limit])
+    return [x for i, x in enumerate(items) if i in kept], [x for i, x in enumerate(items) if i not in kept]
+
+
+def overflow_proxy(overflow: list[Unpriced]) -> Proxy:
+    """One asset for the unpriced tickers beyond MAX_MODELLED: $1 a share, one share per file dollar, held
+    fixed, risk not modelled; its label names the first of them and counts those with no price at all."""
+    valued = [x for x in overflow if x.price is not None]
+    total = sum(x.value_usd or 0.0 for x in valued)
+    names = ", ".join(x.ticker for x in overflow[:12]) + ("…" if len(overflow) > 12 else "")
+    unknown = len(overflow) - len(valued)
+    label = (f"{len(overflow)} more holdings without a market price ({names}), too many to model one by one: "
+             f"held fixed together at the file's values" + (f"; {unknown} of them have no price at all and count "
+                                                             f"$0" if unknown else ""))
+    info = SecurityInfo(ticker=OVERFLOW_TICKER, kind="stock", asset_class="equity", name=label)
+    method = Method.FIXED if total > 0 else Method.UNKNOWN
+    return Proxy(OVERFLOW_TICKER, "unknown", method, (), 1.0 if total > 0 else None, total, False, label, info)
 
 
 def proxy_tickers(proxies: Iterable[Proxy]) -> set[str]:
