@@ -40,6 +40,7 @@ def test_every_fund_twin_is_a_bundled_etf_and_the_asked_funds_are_there():
         assert BUNDLED[ticker]["kind"] == "etf"
 
 
+@settings(deadline=None)
 @given(st.integers(2000, 2080), st.integers(2020, 2060))
 def test_the_glide_path_is_a_mix_that_only_gets_safer_with_time(target, year):
     blend = dict(proxies.glide_path_blend(target, year))
@@ -99,6 +100,7 @@ def test_funds_take_their_twin_stocks_their_sector_fund_or_the_market_options_an
     assert unknown.method == proxies.Method.UNKNOWN and unknown.price is None and unknown.value_usd == 0
 
 
+@settings(deadline=None)
 @given(st.floats(1.0, 1e4), st.lists(st.floats(-0.05, 0.05), min_size=40, max_size=80))
 def test_the_proxy_series_ends_at_the_file_price_with_the_proxy_returns(price, returns):
     index = pd.bdate_range("2025-01-01", periods=len(returns) + 1)
