@@ -21,12 +21,16 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
 from portfolios.models import Security
+
+if TYPE_CHECKING:
+    from portfolios.models import PriceRefresh
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +98,7 @@ def _enqueue(tickers: list[str]) -> None:
         logger.warning("could not queue the confirmation of %s: broker unavailable", tickers)
 
 
-def securities_confirm(*, tickers: list[str]):
+def securities_confirm(*, tickers: list[str]) -> PriceRefresh | None:
     """Fetch history and classification of still-unconfirmed `tickers` from the configured provider and
     write them (a price refresh of just those tickers: it recomputes the portfolios holding them).
     Returns the PriceRefresh, or None when there was nothing left to confirm."""

@@ -433,8 +433,8 @@ def coverage(*, value_usd: float, proxies: Iterable[Proxy], trades: Iterable[Map
              ) -> dict[str, Any]:
     """How much of `value_usd` (the document's value) is modelled directly, by proxy, or held fixed."""
     proxies = list(proxies)
-    proxy_usd = sum(p.value_usd for p in proxies if p.method == Method.PROXY)
-    fixed_usd = sum(p.value_usd for p in proxies if p.method == Method.FIXED)
+    proxy_usd = sum((p.value_usd for p in proxies if p.method == Method.PROXY), 0.0)
+    fixed_usd = sum((p.value_usd for p in proxies if p.method == Method.FIXED), 0.0)
     direct_usd = max(0.0, value_usd - proxy_usd - fixed_usd)
     total = value_usd if value_usd > 0 else 1.0
     modelled = (direct_usd + proxy_usd) / total
