@@ -280,6 +280,9 @@ PRICE_CSV_PATH = os.environ.get("PRICE_CSV_PATH", "")
 if PRICE_SOURCE == "csv" and not PRICE_CSV_PATH:
     raise ImproperlyConfigured("PRICE_SOURCE=csv needs PRICE_CSV_PATH (a wide CSV, plain or .gz)")
 PRICE_STALE_TRADING_DAYS = envint("PRICE_STALE_TRADING_DAYS", 5, minimum=1)
+# Tickers first seen in a user's upload that the provider may be asked to confirm, per user and hour
+# (PRICE_SOURCE=yfinance; see portfolios/marketdata/onboarding.py). 0 = never ask.
+TICKER_CONFIRMATIONS_PER_HOUR = envint("TICKER_CONFIRMATIONS_PER_HOUR", 20, minimum=0)
 
 # --- holdings import -----------------------------------------------------------------------
 

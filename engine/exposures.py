@@ -80,6 +80,8 @@ def asset_exposure(ticker: str, market: MarketData) -> AssetExposure:
             ticker, "unknown", asset_class, sectors, size, {ticker: 1.0}, True,
             f"{ticker} is not in the security master: treated as a US large-cap stock of unknown sector.",
         )
+    if info.asset_mix:
+        return _blend_exposure(ticker, info, market)
     klass = info.asset_class if info.asset_class in _CLASS_INDEX else "equity"
     asset_class[_CLASS_INDEX[klass]] = 1.0
     warning = None
@@ -109,6 +111,32 @@ def asset_exposure(ticker: str, market: MarketData) -> AssetExposure:
     holdings = market.etf_holdings.get(ticker) or market.etf_holdings.get(HOLDINGS_PROXY.get(ticker, ""), {})
     kind = info.kind or "etf"
     return AssetExposure(ticker, kind, asset_class, sectors, size, dict(holdings), bool(holdings), warning)
+
+
+def _blend_exposure(ticker: str, info: SecurityInfo, market: MarketData) -> AssetExposure:
+    """A blended fund (`SecurityInfo.asset_mix`, e.g. a target-date fund): asset classes from its mix; the
+    sectors and size of its equity part from its look-through, scaled by the equity fraction; its names
+    (`MarketData.etf_holdings`) as given, in fractions of the fund's value."""
+    asset_class = np.zeros(len(ASSET_CLASSES))
+    for klass, weight in info.asset_mix:
+        asset_class[_CLASS_INDEX.get(klass, 0)] += float(weight)
+    if asset_class.sum() > 0:
+        asset_class /= asset_class.sum()
+    equity = float(asset_class[0])
+    sectors = np.zeros(len(GICS_SECTORS))
+    for sector, weight in (market.etf_sectors.get(ticker) or {}).items():
+        if sector in _SECTOR_INDEX:
+            sectors[_SECTOR_INDEX[sector]] += float(weight)
+    warning = None
+    if sectors.sum() > 0:
+        sectors *= equity / sectors.sum()
+    elif equity > 0:
+        warning = f"{ticker} has no sector look-through data: its equity is counted as {UNCLASSIFIED}."
+    size = np.array([TOTAL_MARKET_SIZE[s] for s in SIZES]) if info.size not in _SIZE_INDEX else np.eye(len(SIZES))[
+        _SIZE_INDEX[info.size]]
+    holdings = dict(market.etf_holdings.get(ticker) or {})
+    return AssetExposure(ticker, info.kind or "etf", asset_class, sectors, size * equity, holdings,
+                         bool(holdings) or equity == 0.0, warning)
 
 
 def exposure_model(

@@ -357,7 +357,8 @@ def prepare(request: RebalanceRequest, cache: ProblemCache) -> Prepared:
                             f"account (a cautious assumption).")
     prices = np.array([price_of.get(t) or last[t] for t in slot_ticker])
     can_buy = np.array([t in menu_set for t in slot_ticker])
-    can_sell = np.array([not options.buy_only and t not in keep for t in slot_ticker])
+    fixed = frozenset(t.strip().upper() for t in options.fixed)
+    can_sell = np.array([not options.buy_only and t not in keep and t not in fixed for t in slot_ticker])
     cost_rate = np.array([_cost_rate(t, market, costs) for t in slot_ticker])
     holding_drag = np.array([
         tax_drag(_asset_class(t, market), is_taxable(account_types[a]), costs)
@@ -768,6 +769,11 @@ def _cause(breach: Breach, prep: Prepared, cont: Metrics, options) -> Cause:
         return Cause("meeting the other limits (or raising the withdrawal) needs more trading than that",
                      "the turnover limit applies again on the next run")
     blockers = _keep_blockers(breach, prep)
+    fixed = [t for t in blockers if t in {f.strip().upper() for f in options.fixed}]
+    if blockers and len(fixed) == len(blockers):
+        verb = "is" if len(fixed) == 1 else "are"
+        return Cause(f"{', '.join(fixed)} {verb} held fixed at the value your file gave (no market price to trade "
+                     f"at)", "sell or replace them yourself to meet it")
     if blockers:
         return Cause(f"you asked to keep {', '.join(blockers)}", "allow selling them to meet it")
     if options.buy_only:

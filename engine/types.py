@@ -62,6 +62,10 @@ class SecurityInfo:
     size: str = ""  # large | mid | small | total | n/a | ""
     region: str = ""
     name: str = ""
+    # A blended fund (e.g. a target-date fund): its value by asset class, fractions summing to 1, as
+    # ((class, fraction), ...); empty = wholly `asset_class`. Its sectors, size and names then come
+    # from its look-through scaled by the equity fraction.
+    asset_mix: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,9 @@ class Options:
     max_turnover: float | None = None  # fraction of value; None = the profile's limit
     min_trade_usd: float = 50.0
     use_views: bool = True
+    # tickers held fixed because the market data cannot trade them (valued at the broker file's own price,
+    # e.g. T-bills, options): never sold, like `keep`, but not the person's choice (reported as such)
+    fixed: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ from portfolios.models import Portfolio
 def portfolio_detail_document(*, portfolio: Portfolio) -> dict:
     """`{id, name, profile, value, cash, holdings: [{ticker, account, shares, cost_basis, price, value}]}`.
 
-    `value` is the priced positions plus the accounts' cash, in USD; an unpriced position has null
-    price and value and does not count towards it.
+    `value` is the priced positions plus the accounts' cash, in USD. A position the market data cannot price
+    is valued at the broker file's price or market value; one with no price at all has null price and value
+    and does not count towards it.
     """
     positions = portfolio_positions(portfolio=portfolio)
     holdings = [

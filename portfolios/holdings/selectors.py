@@ -55,7 +55,8 @@ class PositionRow:
     price: Decimal | None
     price_date: dt.date | None
     value: Decimal | None
-    priced: bool
+    priced: bool  # has a price: the market's, or the file's when the market data has none (`from_file`)
+    from_file: bool = False
 
     @property
     def shares_text(self) -> str:
@@ -74,8 +75,20 @@ def _money(price: float | None, shares: Decimal) -> tuple[Decimal | None, Decima
     return price_dec, (price_dec * shares).quantize(CENT)
 
 
+def file_money(*, price: Decimal | None, value: Decimal | None, shares: Decimal
+               ) -> tuple[Decimal | None, Decimal | None]:
+    """(price, value) from what the broker file said: its market value (price = value / shares), else its price;
+    (None, None) when it said neither."""
+    if value is not None and value > 0 and shares > 0:
+        return (value / shares).quantize(Decimal("0.000001")), value.quantize(CENT)
+    if price is not None and price > 0:
+        return price, (price * shares).quantize(CENT)
+    return None, None
+
+
 def portfolio_positions(*, portfolio: Portfolio) -> list[PositionRow]:
-    """Every holding of the portfolio with its account, shares, cost basis, latest price and value."""
+    """Every holding of the portfolio with its account, shares, cost basis, latest price and value; a holding
+    without a market price is valued at the file's price or market value (`from_file`), as the runs value it."""
     rows = (
         Holding.objects.filter(account__portfolio=portfolio)
         .select_related("account", "security")
@@ -85,10 +98,14 @@ def portfolio_positions(*, portfolio: Portfolio) -> list[PositionRow]:
     result = []
     for h in rows:
         price, value = _money(h.latest_close, h.shares)
+        from_file = price is None
+        if from_file:
+            price, value = file_money(price=h.file_price_usd, value=h.file_value_usd, shares=h.shares)
         result.append(PositionRow(
             holding_id=h.pk, account_id=h.account_id, account=h.account.name, account_type=h.account.account_type,
             ticker=h.security.ticker, name=h.security.name, shares=h.shares, cost_basis=h.cost_basis_usd,
             acquired_on=h.acquired_on, price=price, price_date=h.latest_date, value=value, priced=price is not None,
+            from_file=from_file and price is not None,
         ))
     return result
 
@@ -118,6 +135,7 @@ class HoldingsOverview:
     unpriced: list[str] = field(default_factory=list)
     missing_cost: list[str] = field(default_factory=list)
     prices_as_of: dt.date | None = None
+    file_valued: list[str] = field(default_factory=list)  # no market price: valued at the file's price
 
 
 def portfolio_holdings_overview(*, portfolio: Portfolio) -> HoldingsOverview:
@@ -140,6 +158,7 @@ def portfolio_holdings_overview(*, portfolio: Portfolio) -> HoldingsOverview:
         unpriced=sorted({p.ticker for p in positions if not p.priced}),
         missing_cost=sorted({p.ticker for p in positions if p.cost_basis is None and p.account_type == "taxable"}),
         prices_as_of=max(dates) if dates else None,
+        file_valued=sorted({p.ticker for p in positions if p.from_file}),
     )
 
 
@@ -203,6 +222,8 @@ def import_preview(*, portfolio: Portfolio, parsed: ParsedFile) -> ImportPreview
                 continue
             security = securities.get(p.ticker)
             price, value = _money(getattr(security, "latest_close", None), p.shares)
+            if price is None:
+                price, value = file_money(price=p.price, value=p.market_value, shares=p.shares)
             rows.append(PreviewPosition(p, security is not None, price, value))
         invested = sum((r.value for r in rows if r.value is not None), Decimal("0"))
         kept = existing_types.get(parsed_account.name) if parsed_account.type_assumed else None
@@ -213,8 +234,8 @@ def import_preview(*, portfolio: Portfolio, parsed: ParsedFile) -> ImportPreview
     unknown = sorted({p.ticker for p in parsed.positions if p.ticker not in securities})
     unpriced = sorted({t for t, s in securities.items() if s.latest_close is None})
     if unknown:
-        missing.append(f"Not in the market data: {', '.join(unknown)}. They are kept as they are (no trades, "
-                       "no risk figures).")
+        missing.append(f"Not in the market data: {', '.join(unknown)}. They are valued at the file's price where it "
+                       "gives one, and the suggestions model their risk by a named proxy or hold them fixed.")
     if unpriced:
         missing.append(f"No price yet for {', '.join(unpriced)}: values are missing until prices refresh.")
     if parsed.as_of is None:

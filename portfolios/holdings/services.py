@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from engine.tickers import ticker_normalize
 from portfolios.holdings.importers import ImportFailed, ParsedFile, parse_positions
+from portfolios.marketdata.onboarding import IMPORT_SOURCE, ticker_confirmations_request
 from portfolios.models import Account, ExecutedPlan, Holding, Portfolio, RebalanceRun, Security
 from portfolios.recommendations.services import rebalance_run_request
 
@@ -30,21 +31,29 @@ class ImportOutcome:
     warnings: list[str]
 
 
-def securities_for_tickers(tickers: Iterable[str]) -> dict[str, Security]:
-    """Existing securities by ticker; unknown tickers are created as unpriced `unknown` securities.
-
-    The optimizer holds unpriced securities fixed.
+def securities_for_tickers(tickers: Iterable[str], *, hints: Mapping[str, tuple[str, str]] | None = None
+                           ) -> dict[str, Security]:
+    """Existing securities by ticker; unknown tickers are created *unconfirmed* (`source="import"`, no prices:
+    see marketdata/onboarding.py), with the kind and description the file gave (`hints`: {ticker: (kind,
+    description)}) so the run can value them by proxy. Unconfirmed securities stay out of the refresh list and
+    of everyone else's universe until a provider confirms them.
     """
     wanted = sorted(set(tickers))
     found = {s.ticker: s for s in Security.objects.filter(ticker__in=wanted)}
     missing = [t for t in wanted if t not in found]
     if missing:
+        hints = hints or {}
         Security.objects.bulk_create(
-            [Security(ticker=t, kind=Security.Kind.UNKNOWN, priced=False, source="import") for t in missing],
+            [_unconfirmed_security(t, *hints.get(t, ("", ""))) for t in missing],
             ignore_conflicts=True,  # a concurrent import may create the same ticker
         )
         found.update({s.ticker: s for s in Security.objects.filter(ticker__in=missing)})
     return found
+
+
+def _unconfirmed_security(ticker: str, kind: str, description: str) -> Security:
+    known_kind = kind if kind in Security.Kind.values else Security.Kind.UNKNOWN
+    return Security(ticker=ticker, kind=known_kind, name=description[:200], priced=False, source=IMPORT_SOURCE)
 
 
 def portfolio_import(*, portfolio: Portfolio, parsed: ParsedFile, mode: str = "replace") -> ImportOutcome:
@@ -84,7 +93,8 @@ def portfolio_import(*, portfolio: Portfolio, parsed: ParsedFile, mode: str = "r
             account.save()
             accounts[account.name] = account
 
-        securities = securities_for_tickers(p.ticker for p in parsed.positions)
+        securities = securities_for_tickers((p.ticker for p in parsed.positions),
+                                            hints={p.ticker: (p.kind, p.description) for p in parsed.positions})
         if mode == "merge":
             for name, account in accounts.items():
                 tickers = {p.ticker for p in parsed.positions if p.account == name}
@@ -96,12 +106,16 @@ def portfolio_import(*, portfolio: Portfolio, parsed: ParsedFile, mode: str = "r
             for p in parsed.positions
         ])
         rebalance_run_request(portfolio=portfolio, trigger=RebalanceRun.Trigger.IMPORT)
+        asked = ticker_confirmations_request(user_id=portfolio.owner_id, tickers=securities)
 
     warnings = list(parsed.warnings)
     unknown = sorted(t for t, s in securities.items() if not s.priced)
     if unknown:
         warnings.append(f"No market data for {', '.join(unknown[:12])}{'…' if len(unknown) > 12 else ''}: "
-                        "held fixed by the suggestions and left out of risk figures.")
+                        "valued at the file's price with a named proxy for risk (or held fixed) by the suggestions.")
+    if asked:
+        warnings.append(f"Looking up {', '.join(asked[:12])}{'…' if len(asked) > 12 else ''} with the price "
+                        "provider; the suggestions are recomputed when they are found.")
     return ImportOutcome(holdings=len(parsed.positions), accounts=len(accounts), warnings=warnings)
 
 
@@ -167,6 +181,7 @@ def holding_create(*, portfolio: Portfolio, account: Account | None, ticker: str
     holding = Holding.objects.create(account=account, security=security, shares=shares,
                                      cost_basis_usd=cost_basis_usd, acquired_on=acquired_on)
     _edited(portfolio)
+    ticker_confirmations_request(user_id=portfolio.owner_id, tickers=[normalized])
     return holding
 
 
@@ -182,6 +197,7 @@ def holding_update(*, holding: Holding, account: Account, ticker: str, shares: D
     holding.shares, holding.cost_basis_usd, holding.acquired_on = shares, cost_basis_usd, acquired_on
     holding.save()
     _edited(portfolio)
+    ticker_confirmations_request(user_id=portfolio.owner_id, tickers=[normalized])
     return holding
 
 

@@ -75,6 +75,7 @@ class SecurityMeta:
     size: str = ""  # large | mid | small | total | n/a | ""
     region: str = ""
     etf_sectors: Mapping[str, float] = field(default_factory=dict)  # GICS sector -> fraction, sums to 1
+    etf_holdings: Mapping[str, float] = field(default_factory=dict)  # a fund's top holdings: ticker -> fraction
 
 
 @dataclass
@@ -450,7 +451,7 @@ class YFinanceProvider:
             logger.info("no Yahoo metadata for %s: %s", ticker, exc)
             return None
         quote_type = str(info.get("quoteType") or "").upper()
-        kind = {"EQUITY": "stock", "ETF": "etf", "MUTUALFUND": "etf"}.get(quote_type, "unknown")
+        kind = {"EQUITY": "stock", "ETF": "etf", "MUTUALFUND": "fund"}.get(quote_type, "unknown")
         if kind == "unknown":
             return None
         name = str(info.get("longName") or info.get("shortName") or "")[:200]
@@ -469,10 +470,33 @@ class YFinanceProvider:
             logger.info("no Yahoo sector weightings for %s: %s", ticker, exc)
         category = str(info.get("category") or "").lower()
         size = next((s for s in ("large", "mid", "small") if s in category), "")
+        asset_class = "bond" if "bond" in category or "treasury" in category else ("equity" if etf_sectors else "")
         return SecurityMeta(
-            ticker=ticker, name=name, kind=kind, asset_class="equity" if etf_sectors else "",
-            size=size, region="", etf_sectors=etf_sectors,
+            ticker=ticker, name=name, kind=kind, asset_class=asset_class,
+            size=size, region="", etf_sectors=etf_sectors, etf_holdings=_top_holdings(handle, ticker),
         )
+
+
+def _top_holdings(handle: object, ticker: str) -> dict[str, float]:
+    """`Ticker.funds_data.top_holdings` (a frame indexed by Symbol with a "Holding Percent" column of fractions)
+    as {ticker in Yahoo form: fraction}; {} when Yahoo has none."""
+    try:
+        frame = handle.funds_data.top_holdings  # type: ignore[attr-defined]
+    except Exception as exc:
+        logger.info("no Yahoo top holdings for %s: %s", ticker, exc)
+        return {}
+    if not isinstance(frame, pd.DataFrame) or "Holding Percent" not in frame.columns:
+        return {}
+    out: dict[str, float] = {}
+    for symbol, weight in frame["Holding Percent"].items():
+        try:
+            value = float(weight)
+        except (TypeError, ValueError):
+            continue
+        name = ticker_key(symbol)
+        if name and math.isfinite(value) and 0 < value <= 1:
+            out[name] = out.get(name, 0.0) + value
+    return out
 
 
 def yahoo_sector_key(raw: object) -> str:

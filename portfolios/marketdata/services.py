@@ -149,6 +149,12 @@ def securities_fill_metadata(*, metas: Mapping[str, SecurityMeta], source: str) 
             )
             if security.ticker not in changed:
                 changed.append(security.ticker)
+        if meta.etf_holdings and not EtfHolding.objects.filter(etf=security).exists():
+            EtfHolding.objects.bulk_create(
+                [EtfHolding(etf=security, ticker=t, weight=w) for t, w in meta.etf_holdings.items()]
+            )
+            if security.ticker not in changed:
+                changed.append(security.ticker)
     return changed
 
 
@@ -380,12 +386,15 @@ def prices_refresh_lock(*, timeout_s: int = LOCK_TIMEOUT_S) -> Iterator[bool | N
 
 
 def refresh_tickers() -> list[str]:
-    """Every held ticker and every menu ticker."""
+    """Every held ticker and every menu ticker, except unconfirmed ones (first seen in an upload, never priced
+    by a provider: see onboarding.py), so that typos never grow the shared refresh list."""
     from django.db.models import Q
 
+    from portfolios.marketdata.onboarding import UNCONFIRMED
+
     return list(
-        Security.objects.filter(Q(holdings__isnull=False) | Q(is_menu=True)).values_list("ticker", flat=True)
-        .distinct().order_by("ticker")
+        Security.objects.filter(Q(holdings__isnull=False) | Q(is_menu=True)).exclude(UNCONFIRMED)
+        .values_list("ticker", flat=True).distinct().order_by("ticker")
     )
 
 
@@ -425,7 +434,8 @@ def _refresh_fetch(
     tickers from the first stored date. Metadata is asked for tickers the master does not know."""
     last_dates = {t: s.last_price_date for t, s in known.items() if s.last_price_date}
     first = Price.objects.aggregate(first=Min("date"))["first"] or HISTORY_START
-    metadata_for = {t for t in asked if t not in known or known[t].kind == Security.Kind.UNKNOWN}
+    metadata_for = {t for t in asked if t not in known or known[t].kind == Security.Kind.UNKNOWN
+                    or known[t].last_price_date is None}
     with_history = [t for t in asked if t in last_dates]
     new = [t for t in asked if t not in last_dates]
     frames, failures, metas = [], {}, {}

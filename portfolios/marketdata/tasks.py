@@ -25,3 +25,22 @@ def prices_refresh_scheduled(self, tickers: list[str] | None = None, provider: s
         "refresh": refresh.pk, "status": refresh.status, "rows_written": refresh.rows_written,
         "as_of": refresh.as_of.isoformat() if refresh.as_of else None,
     }
+
+
+CONFIRM_RETRY_S = 120
+
+
+@shared_task(bind=True, acks_late=True, max_retries=5, soft_time_limit=10 * 60, time_limit=12 * 60)
+def securities_confirm(self, tickers: list[str]) -> dict:
+    """Confirm tickers first seen in an upload: fetch their history and classification, then recompute the
+    portfolios holding them (see marketdata/onboarding.py). Retries while another price refresh holds the lock."""
+    from portfolios.marketdata.onboarding import securities_confirm as confirm
+    from portfolios.models import PriceRefresh
+
+    try:
+        refresh = confirm(tickers=tickers)
+    except OperationalError as exc:
+        raise self.retry(exc=exc, countdown=CONFIRM_RETRY_S)
+    if refresh is not None and refresh.status == PriceRefresh.Status.SKIPPED:
+        raise self.retry(countdown=CONFIRM_RETRY_S)
+    return {"refresh": refresh.pk if refresh else None, "status": refresh.status if refresh else "nothing to confirm"}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import lru_cache
@@ -33,6 +33,7 @@ from engine.types import AccountCash, MarketData, Options, Position, RebalanceRe
 from engine.views import load_views
 from portfolios.marketdata.selectors import _version_token, market_data_for, menu_tickers
 from portfolios.models import Account, Security
+from portfolios.recommendations import proxies
 
 RISK_YEARS = 3.0
 HISTORY_YEARS = 7.0  # stress episodes reach back to 2020
@@ -51,6 +52,11 @@ class Lot:
     cost_basis: float | None = None
     acquired: dt.date | None = None
     lot_id: str | None = None
+    # what the broker file said, for a ticker the market data cannot price (see proxies.py)
+    file_value: float | None = None  # USD, the lot's market value (or price x shares)
+    kind: str = ""  # the security's kind when known (stock, etf, fund, option, bond)
+    sector: str = ""
+    description: str = ""
 
 
 def _views_path() -> Path:
@@ -144,16 +150,65 @@ def build_request(
     *, lots: Iterable[Lot], cash: list[AccountCash], options: Options
 ) -> tuple[RebalanceRequest, MarketData]:
     """Returns the engine request (about 3 years of prices) and the long-history market data for stress tests."""
+    request, market_long, _ = build_request_valued(lots=lots, cash=cash, options=options)
+    return request, market_long
+
+
+def _unpriced_items(lots: list[Lot], last: Mapping[str, float]) -> list[proxies.Unpriced]:
+    """The lots the market data cannot price, one item per ticker (shares and file values summed)."""
+    by_ticker: dict[str, list[Lot]] = {}
+    for lot in lots:
+        if lot.ticker not in last:
+            by_ticker.setdefault(lot.ticker, []).append(lot)
+    items = []
+    for ticker, group in by_ticker.items():
+        valued = [lot for lot in group if lot.file_value is not None and lot.file_value > 0]
+        first = group[0]
+        items.append(proxies.Unpriced(
+            ticker=ticker, shares=sum(lot.shares for lot in valued) if valued else sum(lot.shares for lot in group),
+            value_usd=sum(float(lot.file_value or 0.0) for lot in valued) if valued else None,
+            kind=first.kind, sector=first.sector, description=first.description,
+        ))
+    return items
+
+
+def _collapse_overflow(lots: list[Lot], overflow: list[proxies.Unpriced]) -> list[Lot]:
+    """`lots` with those of the `overflow` tickers replaced by one lot per account of proxies.OVERFLOW_TICKER
+    ($1 a share, as many shares as the file's dollars); lots with no file value count $0 and go."""
+    tickers = {x.ticker for x in overflow}
+    out = [lot for lot in lots if lot.ticker not in tickers]
+    dollars: dict[tuple[str, str], float] = {}
+    for lot in lots:
+        if lot.ticker in tickers and lot.file_value:
+            key = (lot.account, lot.account_type)
+            dollars[key] = dollars.get(key, 0.0) + float(lot.file_value)
+    out += [Lot(account=a, account_type=t, ticker=proxies.OVERFLOW_TICKER, shares=v, file_value=v, kind="unknown",
+                lot_id=f"{proxies.OVERFLOW_TICKER}-{a}") for (a, t), v in dollars.items()]
+    return out
+
+
+def build_request_valued(
+    *, lots: Iterable[Lot], cash: list[AccountCash], options: Options
+) -> tuple[RebalanceRequest, MarketData, list[proxies.Proxy]]:
+    """`build_request`, plus how each holding without a market price is valued and modelled (proxies.py):
+    the engine sees it at the file's price, its proxy's history and look-through, held fixed unless a fund."""
     lots = list(lots)
     frames = _market_frames()
+    chosen: list[proxies.Proxy] = []
     if all(lot.ticker in frames.last for lot in lots):  # the usual case: the shared frames
         market_long, market, last, menu = frames.long, frames.risk, frames.last, list(frames.menu)
-    else:  # a ticker without prices (or not in the master): a frame of its own, as the engine documents it
+    else:  # a ticker without prices (or not in the master): a frame of its own, with its proxy's history
         menu = menu_tickers()
-        tickers = sorted({lot.ticker for lot in lots} | set(menu))
-        market_long = market_data_for(tickers=tickers, years=HISTORY_YEARS)
+        kept, overflow = proxies.split_overflow(_unpriced_items(lots, frames.last))
+        chosen = proxies.proxies_for(kept, market=frames.risk)
+        if overflow:
+            lots = _collapse_overflow(lots, overflow)
+            chosen.append(proxies.overflow_proxy(overflow))
+        tickers = sorted({lot.ticker for lot in lots} | set(menu) | proxies.proxy_tickers(chosen))
+        market_long = proxies.extend_market(market_data_for(tickers=tickers, years=HISTORY_YEARS), chosen)
         market = _risk_slice(market_long)
         last = _last_prices(market.prices)
+        options = replace(options, fixed=options.fixed | proxies.fixed_tickers(chosen))
     positions = [
         Position(
             ticker=lot.ticker,
@@ -171,16 +226,18 @@ def build_request(
     request = RebalanceRequest(
         positions=positions,
         cash=cash,
-        menu=[t for t in menu if t in last],
+        menu=[t for t in menu if t in last and t not in options.fixed],
         market=market,
         options=options,
         views=views,
     )
-    return request, market_long
+    return request, market_long, chosen
 
 
-def compute_document(request: RebalanceRequest, market_long: MarketData) -> dict[str, Any]:
-    """Run the engine and assemble the full result document."""
+def compute_document(
+    request: RebalanceRequest, market_long: MarketData, valued: list[proxies.Proxy] | None = None
+) -> dict[str, Any]:
+    """Run the engine and assemble the full result document (with `coverage`, see proxies.apply_coverage)."""
     _blas_single_thread()
     result = engine.rebalance(request, cache=_CACHE)
     document = engine.result_to_document(result)
@@ -198,8 +255,8 @@ def compute_document(request: RebalanceRequest, market_long: MarketData) -> dict
         document["views"] = {
             key: request.views.get(key) for key in ("title", "as_of", "facts", "risks") if key in request.views
         }
-    document["unpriced"] = sorted({p.ticker for p in request.positions if p.price is None})
-    return document
+    document["unpriced"] = proxies.request_unpriced(request)
+    return proxies.apply_coverage(document, valued or [])
 
 
 def _float(value: Decimal | None) -> float | None:
@@ -215,25 +272,40 @@ def portfolio_lots(*, portfolio_id: int) -> tuple[list[Lot], list[AccountCash]]:
         Account.objects.filter(portfolio_id=portfolio_id)
         .order_by("name", "holdings__security__ticker", "holdings__id")
         .values_list("name", "account_type", "cash_usd", "holdings__security__ticker", "holdings__shares",
-                     "holdings__cost_basis_usd", "holdings__acquired_on", "holdings__id")
+                     "holdings__cost_basis_usd", "holdings__acquired_on", "holdings__id",
+                     "holdings__file_price_usd", "holdings__file_value_usd", "holdings__security__kind",
+                     "holdings__security__sector", "holdings__security__name")
     )
     lots: list[Lot] = []
     cash: list[AccountCash] = []
-    for name, kind, amount, ticker, shares, basis, acquired, pk in rows:
+    for row in rows:
+        name, kind, amount, ticker, shares, basis, acquired, pk, file_price, file_value, sec_kind, sector, title = row
         if not cash or cash[-1].account != name:
             cash.append(AccountCash(account=name, account_type=kind, cash=float(amount)))
         if pk is not None and shares > 0:
             lots.append(Lot(account=name, account_type=kind, ticker=ticker, shares=float(shares),
-                            cost_basis=_float(basis), acquired=acquired, lot_id=str(pk)))
+                            cost_basis=_float(basis), acquired=acquired, lot_id=str(pk),
+                            file_value=file_lot_value(shares=shares, price=file_price, value=file_value),
+                            kind=sec_kind or "", sector=sector or "", description=title or ""))
     return lots, cash
+
+
+def file_lot_value(*, shares: Decimal | float, price: Decimal | None, value: Decimal | None) -> float | None:
+    """What the file said a lot is worth (USD): its market value, else price x shares; None when it said
+    neither (or zero)."""
+    if value is not None and value > 0:
+        return float(value)
+    if price is not None and price > 0:
+        return float(price) * float(shares)
+    return None
 
 
 def portfolio_document(*, portfolio_id: int, inputs: dict[str, Any]) -> dict[str, Any]:
     """The result document for a stored portfolio with the given run inputs (by id: the runner has the id
     from its claim, not the row)."""
     lots, cash = portfolio_lots(portfolio_id=portfolio_id)
-    request, market_long = build_request(lots=lots, cash=cash, options=options_from_inputs(inputs))
-    return compute_document(request, market_long)
+    request, market_long, valued = build_request_valued(lots=lots, cash=cash, options=options_from_inputs(inputs))
+    return compute_document(request, market_long, valued)
 
 
 def warm_up() -> str:
@@ -274,6 +346,9 @@ def parsed_file_lots(parsed) -> tuple[list[Lot], list[AccountCash]]:
             cost_basis=_float(p.cost_basis),
             acquired=p.acquired_on,
             lot_id=f"line-{p.line}",
+            file_value=file_lot_value(shares=p.shares, price=p.price, value=p.market_value),
+            kind=p.kind,
+            description=p.description,
         )
         for p in parsed.positions
         if p.shares > 0

@@ -201,6 +201,13 @@ class ResultDisplay:
     backtest: dict[str, Any] | None
     views: dict[str, Any] | None
     charts: dict[str, Any]
+    coverage: dict[str, Any] | None = None  # value modelled directly / by proxy / held fixed (proxies.coverage)
+
+    @property
+    def coverage_shown(self) -> bool:
+        """True when part of the value is modelled by a proxy or held fixed (worth a line on the page)."""
+        cover = self.coverage or {}
+        return bool(_num(cover.get("proxy")) or _num(cover.get("fixed")) or self.status == "partial")
 
     @property
     def unpriced_unmentioned(self) -> list[str]:
@@ -265,6 +272,7 @@ def result_display(*, result: dict | None) -> ResultDisplay | None:
         backtest=backtest,
         views=_views(result.get("views")),
         charts=charts,
+        coverage=_dict(result.get("coverage")) or None,
     )
 
 

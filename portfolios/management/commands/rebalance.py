@@ -47,6 +47,10 @@ def render_table(doc: dict) -> str:
     ]
     if doc.get("summary"):
         lines.append(doc["summary"])
+    cover = doc.get("coverage") or {}
+    if cover.get("proxy") or cover.get("fixed"):
+        lines.append(f"Value modelled directly {_pct(cover.get('direct'))}, by a proxy {_pct(cover.get('proxy'))}, "
+                     f"held fixed {_pct(cover.get('fixed'))}")
     lines.append("")
     trades = doc.get("trades", [])
     if trades:
@@ -97,7 +101,7 @@ class Command(BaseCommand):
         from portfolios.holdings.importers import ImportFailed, parse_positions
         from portfolios.marketdata.services import market_data_ensure_loaded
         from portfolios.recommendations.engine_feed import (
-            build_request,
+            build_request_valued,
             compute_document,
             options_from_inputs,
             parsed_file_lots,
@@ -132,8 +136,9 @@ class Command(BaseCommand):
         }
         lots, cash = parsed_file_lots(parsed)
         try:
-            request, market_long = build_request(lots=lots, cash=cash, options=options_from_inputs(inputs))
-            document = compute_document(request, market_long)
+            request, market_long, valued = build_request_valued(lots=lots, cash=cash,
+                                                                 options=options_from_inputs(inputs))
+            document = compute_document(request, market_long, valued)
         except EngineError as exc:
             raise CommandError(f"{path}: no suggestion could be made: {exc}", returncode=3) from None
         document["warnings"] = list(parsed.warnings) + list(document.get("warnings", []))
