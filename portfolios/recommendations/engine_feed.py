@@ -32,6 +32,7 @@ from engine.types import AccountCash, MarketData, Options, Position, RebalanceRe
 from engine.views import load_views
 from portfolios.marketdata.selectors import _version_token, market_data_for, menu_tickers
 from portfolios.models import Account, Security
+from portfolios.targets import target_views
 
 RISK_YEARS = 3.0
 HISTORY_YEARS = 7.0  # stress episodes reach back to 2020
@@ -140,9 +141,12 @@ def _last_prices(prices: pd.DataFrame) -> dict[str, float]:
 
 
 def build_request(
-    *, lots: Iterable[Lot], cash: list[AccountCash], options: Options
+    *, lots: Iterable[Lot], cash: list[AccountCash], options: Options, target: dict[str, Any] | None = None
 ) -> tuple[RebalanceRequest, MarketData]:
-    """Returns the engine request (about 3 years of prices) and the long-history market data for stress tests."""
+    """Returns the engine request (about 3 years of prices) and the long-history market data for stress tests.
+
+    `target`: a custom target (portfolios.targets); None: the dated views, or the neutral mix with views off.
+    """
     lots = list(lots)
     frames = _market_frames()
     if all(lot.ticker in frames.last for lot in lots):  # the usual case: the shared frames
@@ -166,7 +170,7 @@ def build_request(
         )
         for lot in lots
     ]
-    views = _views() if options.use_views else None
+    views = target_views(target, _views()) if target else _views() if options.use_views else None
     request = RebalanceRequest(
         positions=positions,
         cash=cash,
@@ -231,7 +235,8 @@ def portfolio_document(*, portfolio_id: int, inputs: dict[str, Any]) -> dict[str
     """The result document for a stored portfolio with the given run inputs (by id: the runner has the id
     from its claim, not the row)."""
     lots, cash = portfolio_lots(portfolio_id=portfolio_id)
-    request, market_long = build_request(lots=lots, cash=cash, options=options_from_inputs(inputs))
+    request, market_long = build_request(lots=lots, cash=cash, options=options_from_inputs(inputs),
+                                         target=inputs.get("target"))
     return compute_document(request, market_long)
 
 
