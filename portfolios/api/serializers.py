@@ -61,6 +61,60 @@ class PortfolioSummarySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+_SHARES = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}}
+TARGET_SCHEMA = {
+    "type": "object",
+    "description": (
+        "The portfolio's target. kind thesis (the dated views, default), neutral (the neutral market mix) or "
+        "custom: mix {stocks, bonds, cash} (fractions summing to 1, required), funds {stocks, bonds} (menu "
+        "funds of that class with their share of the sleeve, summing to 1), sectors {GICS sector: tilt, "
+        "-0.5..0.5 of equity}, size {large, mid, small} (fractions summing to 1)."
+    ),
+    "properties": {
+        "kind": {"type": "string", "enum": ["thesis", "neutral", "custom"]},
+        "mix": {"type": "object", "properties": {k: {"type": "number"} for k in ("stocks", "bonds", "cash")}},
+        "funds": {"type": "object", "properties": {"stocks": _SHARES, "bonds": _SHARES}},
+        "sectors": {"type": "object", "additionalProperties": {"type": "number", "minimum": -0.5, "maximum": 0.5}},
+        "size": {"type": "object", "properties": {k: {"type": "number"} for k in ("large", "mid", "small")}},
+    },
+    "required": ["kind"],
+    "example": {"kind": "custom", "mix": {"stocks": 0.6, "bonds": 0.35, "cash": 0.05},
+                "funds": {"stocks": {"VTI": 0.8, "VXUS": 0.2}, "bonds": {"BND": 1.0}}},
+}
+BANDS_SCHEMA = {
+    "type": "object",
+    "description": "Drift bands: a sleeve drifted when |current - target| > min(absolute, relative x target).",
+    "properties": {"absolute": {"type": "number", "minimum": 0.005, "maximum": 0.5, "example": 0.05},
+                   "relative": {"type": "number", "minimum": 0.01, "maximum": 1, "example": 0.25}},
+    "required": ["absolute", "relative"],
+}
+
+
+@extend_schema_field(TARGET_SCHEMA)
+class TargetField(serializers.JSONField):
+    """A target object, validated against the menu (portfolios.targets)."""
+
+    def to_internal_value(self, data):
+        from portfolios.drift.views import menu_classes
+        from portfolios.targets import TargetInvalid, target_validate
+
+        try:
+            return target_validate(data, menu=menu_classes())
+        except TargetInvalid as exc:
+            raise serializers.ValidationError([f"{k}: {v}" for k, v in exc.errors.items()]) from None
+
+
+@extend_schema_field(BANDS_SCHEMA)
+class BandsField(serializers.JSONField):
+    def to_internal_value(self, data):
+        from portfolios.targets import TargetInvalid, bands_validate
+
+        try:
+            return bands_validate(data)
+        except TargetInvalid as exc:
+            raise serializers.ValidationError([f"{k}: {v}" for k, v in exc.errors.items()]) from None
+
+
 class PortfolioWriteSerializer(serializers.Serializer):
     """Body of `POST /api/portfolios/` (name required) and `PATCH /api/portfolios/{id}/` (any subset)."""
 
@@ -69,6 +123,8 @@ class PortfolioWriteSerializer(serializers.Serializer):
         validators=[RegexValidator(r"^[^\x00]*[^\s\x00][^\x00]*$", "Give the portfolio a name (not only spaces).")],
     )
     profile = serializers.ChoiceField(choices=Profile.choices, default=Profile.MODERATE)
+    target = TargetField(required=False)
+    bands = BandsField(required=False)
 
 
 class HoldingSerializer(serializers.Serializer):
@@ -89,6 +145,8 @@ class PortfolioDetailSerializer(serializers.Serializer):
     value = serializers.FloatField(help_text="Priced positions plus account cash, USD")
     cash = serializers.FloatField(help_text="Cash held in the accounts, USD")
     holdings = HoldingSerializer(many=True)
+    target = TargetField()
+    bands = BandsField()
 
 
 # --- import --------------------------------------------------------------------------------------
