@@ -90,8 +90,9 @@ class DriftInputs:
 
 @dataclass(frozen=True)
 class DriftReport:
-    """Per portfolio (P,): status, the largest drift from target and since the last plan (fractions),
-    the out-of-band sleeves and broken limits (lists of plain dicts, JSON-ready)."""
+    """Per portfolio (P,): status, the largest distance of any sleeve from its target (whether or not it
+    counts as drift) and the largest move since the last plan (fractions), the out-of-band sleeves and
+    broken limits (lists of plain dicts, JSON-ready)."""
 
     status: list[str]
     largest: np.ndarray
@@ -146,8 +147,7 @@ def drift_check(inputs: DriftInputs, feats: Features) -> DriftReport:
     excess_plan = _limit_excess(a, inputs.plan, feats, inputs.limits, inputs.covariance)
     excess_plan = np.where(inputs.has_plan[:, None], excess_plan, 0.0)
     broken = excess_now > excess_plan + LIMIT_TOLERANCE
-    shown = np.where(out, np.abs(d), -1.0)
-    largest_col = np.where(out.any(axis=1), shown.argmax(axis=1), np.abs(d).argmax(axis=1))
+    largest_col = np.abs(d).argmax(axis=1) if d.shape[1] else np.zeros(len(x), dtype=int)
     rows = np.arange(len(x))
     largest = np.abs(d[rows, largest_col]) if len(x) else np.zeros(0)
     status = [

@@ -154,8 +154,10 @@ def drift_check_run(
         if valued[i]
     ]
     with transaction.atomic():
+        alerts = _alerts_raise(checks, now) if send else []
         checks = DriftCheck.objects.bulk_create(checks, batch_size=BULK)
-        alerts = _alerts_raise(checks, rows, now) if send else []
+        if alerts:
+            _emails_queue(alerts, rows)
     return DriftOutcome(checks=checks, names=dict(zip(rows.ids, rows.names, strict=True)), alerts=alerts)
 
 
@@ -165,13 +167,12 @@ def _worse(check: DriftCheck, last: DriftCheck | None) -> bool:
         return True
     if STATUS_RANK[check.status] > STATUS_RANK[last.status]:
         return True
-    if {item["limit"] for item in check.limits} - {item["limit"] for item in last.limits}:
-        return True
     return check.largest > last.largest + WORSE_BY
 
 
-def _alerts_raise(checks: list[DriftCheck], rows: PortfolioRows, now: dt.datetime) -> list[DriftCheck]:
-    """Inside the check's transaction: pick the checks to raise, queue their recomputes and e-mails."""
+def _alerts_raise(checks: list[DriftCheck], now: dt.datetime) -> list[DriftCheck]:
+    """Inside the check's transaction, before the checks are written: pick the ones to raise (not mailed
+    within the week unless worse) and request their recomputes."""
     out = [c for c in checks if c.status != DriftCheck.Status.IN_BAND]
     last = drift_last_alerts(portfolio_ids=[c.portfolio_id for c in out], since=now - REPEAT_AFTER)
     due = [c for c in out if _worse(c, last.get(c.portfolio_id))]
@@ -181,12 +182,15 @@ def _alerts_raise(checks: list[DriftCheck], rows: PortfolioRows, now: dt.datetim
     for check in due:
         check.alerted_at = now
         check.recompute_run_id = runs.get(check.portfolio_id)
-    DriftCheck.objects.bulk_update(due, ["alerted_at", "recompute_run_id"], batch_size=BULK)
-    owner = dict(zip(rows.ids, rows.owners, strict=True))
-    modes = alert_modes(user_ids={owner[c.portfolio_id] for c in due})
-    mail = [c.pk for c in due if modes[owner[c.portfolio_id]] == DriftAlertSetting.Mode.DRIFT]
-    transaction.on_commit(lambda: _enqueue_emails(mail))
     return due
+
+
+def _emails_queue(alerts: list[DriftCheck], rows: PortfolioRows) -> None:
+    """Queue the e-mail of each written alert whose owner wants one, once the transaction commits."""
+    owner = dict(zip(rows.ids, rows.owners, strict=True))
+    modes = alert_modes(user_ids={owner[c.portfolio_id] for c in alerts})
+    mail = [c.pk for c in alerts if modes[owner[c.portfolio_id]] == DriftAlertSetting.Mode.DRIFT]
+    transaction.on_commit(lambda: _enqueue_emails(mail))
 
 
 def recompute_request_bulk(*, portfolio_ids: list[int]) -> dict[int, int]:
@@ -216,11 +220,14 @@ def recompute_request_bulk(*, portfolio_ids: list[int]) -> dict[int, int]:
 
 
 def _enqueue_emails(check_ids: list[int]) -> None:
+    from django.conf import settings
+
     from portfolios.drift.tasks import drift_alert_email
 
+    queue = getattr(settings, "DRIFT_EMAIL_QUEUE", None)  # None: the default queue (tests route mail apart)
     for check_id in check_ids:
         try:
-            drift_alert_email.delay(check_id)
+            drift_alert_email.apply_async((check_id,), queue=queue)
         except Exception:  # broker down: the check stays recorded; the next breach mails again
             import logging
 
