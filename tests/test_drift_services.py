@@ -51,6 +51,19 @@ def execute_plan(portfolio, run) -> None:
     account.save()
 
 
+@pytest.fixture(autouse=True)
+def _mail_queue_apart(settings):
+    """Alert e-mails queued by these tests go to a queue no worker reads, emptied afterwards."""
+    from contextlib import suppress
+
+    settings.DRIFT_EMAIL_QUEUE = "drift-mail-unit"
+    yield
+    from advisor.celery import app
+
+    with suppress(Exception), app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("drift-mail-unit")
+
+
 def verify(user):
     EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
 
@@ -132,3 +145,40 @@ def test_check_drift_prints_one_line_per_portfolio(market, alice, bob, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and "Tech heavy" in lines[0] + lines[1]
     assert mail.outbox == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_weekly_digest_users_get_one_digest_a_week_and_no_alert(market, alice):
+    from portfolios.drift.emails import digests_send_due
+    from portfolios.drift.services import alert_mode_set
+
+    verify(alice)
+    alert_mode_set(user=alice, mode="weekly")
+    make_portfolio(alice, {"NVDA": 300, "AAPL": 100})
+    make_portfolio(alice, {"SPY": 1}, name="Tiny", cash="0")
+    outcome = drift_check_run(send=True)
+    assert len(outcome.alerts) == 2  # recomputes requested ...
+    now = dt.datetime.now(dt.UTC)
+    assert digests_send_due(now=now) == 1  # ... but one digest instead of e-mails
+    (message,) = mail.outbox
+    assert "Tech heavy" in message.body and message.to == ["alice@example.com"]
+    assert digests_send_due(now=now + dt.timedelta(days=3)) == 0
+    assert digests_send_due(now=now + dt.timedelta(days=8)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_custom_mix_sets_the_engine_targets_asset_classes(market):
+    from engine.profiles import profile_get
+    from engine.target import build_target
+    from portfolios.marketdata.selectors import market_data_for, menu_tickers
+    from portfolios.targets import target_views
+
+    menu = menu_tickers()
+    data = market_data_for(tickers=menu)
+    custom = {"kind": "custom", "mix": {"stocks": 0.5, "bonds": 0.4, "cash": 0.1},
+              "funds": {"stocks": {"SPY": 0.5, "XLF": 0.5}, "bonds": {"BND": 1.0}}, "sectors": {}}
+    target = build_target(profile=profile_get("aggressive"), views=target_views(custom, None), menu=menu, market=data)
+    assert target.weights["BND"] == pytest.approx(0.4)
+    assert target.cash == pytest.approx(0.1)
+    assert set(target.equity_sleeve) <= {"SPY", "XLF"}
+    assert target.source == "your custom target"
