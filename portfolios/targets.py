@@ -180,8 +180,9 @@ def target_views(target: Mapping[str, Any], thesis: Mapping[str, Any] | None) ->
             "facts": target_describe(target), "risks": [], "tilts": tilts}
 
 
-def _pct(mapping: Mapping[str, float]) -> str:
-    return ", ".join(f"{k} {v * 100:.0f}%" for k, v in mapping.items())
+def _pct(mapping: Mapping[str, float], order: tuple[str, ...] = ()) -> str:
+    keys = [k for k in order if k in mapping] + [k for k in mapping if k not in order]
+    return ", ".join(f"{k} {mapping[k] * 100:.0f}%" for k in keys)
 
 
 def target_describe(target: Mapping[str, Any]) -> list[str]:
@@ -191,7 +192,7 @@ def target_describe(target: Mapping[str, Any]) -> list[str]:
         return ["The dated investment views (January 2026): tilted toward financials, small caps and equal weight."]
     if kind == "neutral":
         return ["The neutral market mix: the profile's stocks and bonds, stocks spread as the market is."]
-    lines = [f"Asset classes: {_pct(target['mix'])}."]
+    lines = [f"Asset classes: {_pct(target['mix'], MIX_KEYS)}."]
     funds = target.get("funds") or {}
     for sleeve in ("stocks", "bonds"):
         if funds.get(sleeve):
@@ -200,5 +201,5 @@ def target_describe(target: Mapping[str, Any]) -> list[str]:
         lines.append("Sector tilts: " + ", ".join(f"{s} {v * 100:+.0f} points" for s, v in target["sectors"].items())
                      + ".")
     if target.get("size"):
-        lines.append(f"Size mix of stocks: {_pct(target['size'])}.")
+        lines.append(f"Size mix of stocks: {_pct(target['size'], SIZES)}.")
     return lines
