@@ -62,3 +62,23 @@ def test_a_custom_target_in_a_real_browser(page, portfolio):
     panel = page.get_by_test_id("drift-panel").inner_text()
     assert "Asset classes: stocks 60%, bonds 30%, cash 10%." in panel
     page.screenshot(path=os.path.join(ARTIFACTS, "drift-target-saved.png"), full_page=True)
+
+
+def test_the_drift_chart_and_badge_render(page, portfolio):
+    from portfolios.models import DriftCheck
+
+    for largest, status in ((0.02, "in_band"), (0.09, "drifted"), (0.2, "breaks_limit")):
+        DriftCheck.objects.create(portfolio=portfolio, status=status, largest=largest, largest_label="NVDA",
+                                  since_plan=largest / 2)
+    page.goto(f"/accounts/login/?next=/portfolios/{portfolio.pk}/")
+    page.locator("input[name=login]").fill("alice@example.com")
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.locator("form button[type=submit]").click()
+    page.wait_for_url(f"**/portfolios/{portfolio.pk}/")
+    page.wait_for_function("() => window.Chart && Chart.getChart(document.getElementById('drift-chart'))")
+    points = page.evaluate("() => Chart.getChart(document.getElementById('drift-chart')).data.datasets[0].data")
+    assert points == [2.0, 9.0, 20.0]
+    assert page.get_by_test_id("drift-badge").inner_text() == "breaks a limit"
+    page.screenshot(path=os.path.join(ARTIFACTS, "drift-panel.png"), full_page=True)
+    page.goto("/portfolios/")
+    assert page.get_by_test_id("drift-badge").inner_text() == "breaks a limit"

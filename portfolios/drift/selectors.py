@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import OuterRef, Subquery, Sum
 from django.db.models.fields.json import KT
+from django.utils import timezone
 
 from portfolios.models import Account, DriftAlertSetting, DriftCheck, Holding, Portfolio, RebalanceRun
 
@@ -124,7 +125,7 @@ def drift_chart(*, portfolio: Portfolio) -> dict:
     """Chart data: per check, the largest drift from target and since the last suggestion, in points."""
     checks = drift_history(portfolio=portfolio)
     return {
-        "labels": [c.checked_at.strftime("%Y-%m-%d %H:%M") for c in checks],
+        "labels": [timezone.localtime(c.checked_at).strftime("%Y-%m-%d %H:%M") for c in checks],
         "largest": [round(c.largest * 100, 2) for c in checks],
         "since_plan": [None if c.since_plan is None else round(c.since_plan * 100, 2) for c in checks],
         "status": [c.status for c in checks],
