@@ -182,3 +182,12 @@ def test_a_custom_mix_sets_the_engine_targets_asset_classes(market):
     assert target.cash == pytest.approx(0.1)
     assert set(target.equity_sleeve) <= {"SPY", "XLF"}
     assert target.source == "your custom target"
+
+
+@pytest.mark.django_db
+def test_check_drift_refuses_an_unknown_portfolio_and_writes_nothing():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="--portfolio: no portfolio with id 999"):
+        call_command("check_drift", "--portfolio", "999")
+    assert DriftCheck.objects.count() == 0

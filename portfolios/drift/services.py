@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from portfolios.marketdata.selectors import market_data_for, menu_tickers
 from portfolios.models import DriftAlertSetting, DriftCheck, Portfolio, RebalanceRun
 from portfolios.targets import target_effective, target_views
 
+logger = logging.getLogger(__name__)
 REPEAT_AFTER = dt.timedelta(days=7)
 WORSE_BY = 0.01  # a breach already mailed is mailed again within the week only if it grew by a point
 RISK_YEARS = 3.0
@@ -229,9 +231,7 @@ def _enqueue_emails(check_ids: list[int]) -> None:
         try:
             drift_alert_email.apply_async((check_id,), queue=queue)
         except Exception:  # broker down: the check stays recorded; the next breach mails again
-            import logging
-
-            logging.getLogger(__name__).warning("could not queue the drift e-mail of check %s", check_id)
+            logger.warning("could not queue the drift e-mail of check %s", check_id)
             return
 
 
@@ -239,11 +239,12 @@ def drift_after_refresh() -> dict[str, int]:
     """The refresh task's one call: check every portfolio, raise alerts, send the weekly digests due."""
     try:
         outcome = drift_check_run(send=True)
-    except EngineError as exc:  # bad market data must not fail the refresh itself
-        import logging
-
-        logging.getLogger(__name__).warning("drift check skipped: %s", exc)
-        return {"checked": 0, "alerts": 0, "digests": 0}
+    except EngineError as exc:  # bad market data: the prices are written; the next refresh checks again
+        logger.warning("drift check skipped: %s", exc)
+        return {"checked": 0, "alerts": 0, "digests": 0, "error": str(exc)}
+    except Exception as exc:  # never fail the refresh (its prices are written) for the check after it
+        logger.exception("drift check failed")
+        return {"checked": 0, "alerts": 0, "digests": 0, "error": type(exc).__name__}
     from portfolios.drift.emails import digests_send_due
 
     return {"checked": len(outcome.checks), "alerts": len(outcome.alerts), "digests": digests_send_due()}
