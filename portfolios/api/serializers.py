@@ -61,25 +61,43 @@ class PortfolioSummarySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-_SHARES = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}}
+def _fractions(keys: tuple[str, ...]) -> dict:
+    return {"type": "object", "properties": {k: {"type": "number", "minimum": 0, "maximum": 1} for k in keys},
+            "required": list(keys), "additionalProperties": False}
+
+
+_FUNDS = {"type": "object", "minProperties": 1, "maxProperties": 12,
+          "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}}
+_GICS = ("Communication Services", "Consumer Discretionary", "Consumer Staples", "Energy", "Financials",
+         "Health Care", "Industrials", "Information Technology", "Materials", "Real Estate", "Utilities")
 TARGET_SCHEMA = {
-    "type": "object",
     "description": (
         "The portfolio's target. kind thesis (the dated views, default), neutral (the neutral market mix) or "
-        "custom: mix {stocks, bonds, cash} (fractions summing to 1, required), funds {stocks, bonds} (menu "
-        "funds of that class with their share of the sleeve, summing to 1), sectors {GICS sector: tilt, "
-        "-0.5..0.5 of equity}, size {large, mid, small} (fractions summing to 1)."
+        "custom: mix {stocks, bonds, cash} (fractions summing to 1), funds {stocks, bonds} (menu funds of that "
+        "class with their share of the sleeve, summing to 1), sectors {GICS sector: tilt, -0.5..0.5 of "
+        "equity}, size {large, mid, small} (fractions summing to 1). The sums and the menu are checked by the "
+        "server (400 naming the field)."
     ),
-    "properties": {
-        "kind": {"type": "string", "enum": ["thesis", "neutral", "custom"]},
-        "mix": {"type": "object", "properties": {k: {"type": "number"} for k in ("stocks", "bonds", "cash")}},
-        "funds": {"type": "object", "properties": {"stocks": _SHARES, "bonds": _SHARES}},
-        "sectors": {"type": "object", "additionalProperties": {"type": "number", "minimum": -0.5, "maximum": 0.5}},
-        "size": {"type": "object", "properties": {k: {"type": "number"} for k in ("large", "mid", "small")}},
-    },
-    "required": ["kind"],
-    "example": {"kind": "custom", "mix": {"stocks": 0.6, "bonds": 0.35, "cash": 0.05},
-                "funds": {"stocks": {"VTI": 0.8, "VXUS": 0.2}, "bonds": {"BND": 1.0}}},
+    "oneOf": [
+        {"type": "object", "properties": {"kind": {"type": "string", "enum": [kind]}}, "required": ["kind"],
+         "additionalProperties": False}
+        for kind in ("thesis", "neutral")
+    ] + [{
+        "type": "object",
+        "properties": {
+            "kind": {"type": "string", "enum": ["custom"]},
+            "mix": _fractions(("stocks", "bonds", "cash")),
+            "funds": {"type": "object", "properties": {"stocks": _FUNDS, "bonds": _FUNDS},
+                      "additionalProperties": False},
+            "sectors": {"type": "object", "additionalProperties": False,
+                        "properties": {g: {"type": "number", "minimum": -0.5, "maximum": 0.5} for g in _GICS}},
+            "size": _fractions(("large", "mid", "small")),
+        },
+        "required": ["kind", "mix"],
+        "additionalProperties": False,
+        "example": {"kind": "custom", "mix": {"stocks": 0.6, "bonds": 0.35, "cash": 0.05},
+                    "funds": {"stocks": {"VTI": 0.8, "VXUS": 0.2}, "bonds": {"BND": 1.0}}},
+    }],
 }
 BANDS_SCHEMA = {
     "type": "object",
@@ -87,6 +105,7 @@ BANDS_SCHEMA = {
     "properties": {"absolute": {"type": "number", "minimum": 0.005, "maximum": 0.5, "example": 0.05},
                    "relative": {"type": "number", "minimum": 0.01, "maximum": 1, "example": 0.25}},
     "required": ["absolute", "relative"],
+    "additionalProperties": False,
 }
 
 
