@@ -8,7 +8,8 @@ as bench/recompute.py does (10 to 40 holdings, tech-heavy), gives half of them a
 (a done run whose post-trade weights are their current weights), then writes one new day of prices (every
 ticker moves a little, NVDA jumps 40%) and times `drift_check_run(send=True)`: the check of every
 portfolio, the DriftCheck rows, and each alert's recompute requested and queued (e-mails go to locmem).
-Baseline in the same run: the same check called one portfolio at a time, on a sample, extrapolated.
+The market-data cache is cleared first, as a refresh leaves it. Baseline in the same run: the same check
+called one portfolio at a time, on a sample, extrapolated.
 Goal: under 30 s for 10,000. Last line: `RESULT portfolios=<n> drift_s=<s> alerts=<a>`.
 """
 
@@ -152,6 +153,9 @@ def main() -> int:
         drift_check_run(portfolio_ids=[pk])
     per_one = (time.perf_counter() - t) / len(sample)
     DriftCheck.objects.all().delete()
+    from portfolios.marketdata.selectors import market_data_cache_clear
+
+    market_data_cache_clear()  # as after a real refresh: the check reads the new prices from the database
 
     t0 = time.perf_counter()
     outcome = drift_check_run(send=True)

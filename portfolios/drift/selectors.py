@@ -86,9 +86,10 @@ def drift_portfolio_rows(*, portfolio_ids: Iterable[int] | None = None) -> Portf
 def drift_last_alerts(*, portfolio_ids: Iterable[int], since) -> dict[int, DriftCheck]:
     """The latest check each portfolio was mailed about since `since`."""
     found: dict[int, DriftCheck] = {}
-    for check in DriftCheck.objects.filter(portfolio_id__in=list(portfolio_ids), alerted_at__gte=since).order_by(
-        "portfolio_id", "-alerted_at", "-id"
-    ):
+    checks = DriftCheck.objects.filter(portfolio_id__in=list(portfolio_ids), alerted_at__gte=since).only(
+        "portfolio_id", "status", "largest", "alerted_at"
+    )
+    for check in checks.order_by("portfolio_id", "-alerted_at", "-id"):
         found.setdefault(check.portfolio_id, check)
     return found
 

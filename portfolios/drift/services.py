@@ -22,7 +22,7 @@ from engine import drift as engine_drift
 from engine.errors import EngineError
 from engine.exposures import ExposureCatalog
 from engine.profiles import profile_get
-from engine.risk import estimate_risk_model
+from engine.risk import covariance_estimate
 from engine.target import build_target
 from engine.types import CASH, MarketData
 from portfolios.drift.selectors import PortfolioRows, alert_modes, drift_last_alerts, drift_portfolio_rows
@@ -121,8 +121,10 @@ def drift_inputs(rows: PortfolioRows, market: _Market) -> tuple[engine_drift.Dri
     targets, target_cash, target_of = _targets(rows, market)
     covariance = None
     if len(market.universe) and len(market.data.prices) > 60:
-        covariance = estimate_risk_model(market.data.prices[market.universe], market.universe,
-                                         market.data.securities).covariance()
+        # the engine's shrunk covariance without its factor form (an eigendecomposition 5x the cost; the
+        # volatilities agree to a few hundredths of a point): the check compares like with like anyway
+        covariance, _, _ = covariance_estimate(market.data.prices[market.universe], market.universe,
+                                               market.data.securities)
     inputs = engine_drift.DriftInputs(
         weights=weights, cash=cash * scale, targets=targets, target_cash=target_cash, target_of=target_of,
         plan=plan, plan_cash=plan_cash, has_plan=has_plan,
