@@ -11,6 +11,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 # --- market data -------------------------------------------------------------------------------
 
@@ -309,7 +310,7 @@ class DriftCheck(models.Model):
         BREAKS_LIMIT = "breaks_limit", "Breaks a limit"
 
     portfolio = models.ForeignKey(Portfolio, on_delete=models.CASCADE, related_name="drift_checks")
-    checked_at = models.DateTimeField(auto_now_add=True)
+    checked_at = models.DateTimeField(default=timezone.now)
     prices_as_of = models.DateField(null=True, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices)
     largest = models.FloatField(help_text="Largest distance of a sleeve from its target, fraction")
