@@ -191,3 +191,14 @@ def test_check_drift_refuses_an_unknown_portfolio_and_writes_nothing():
     with pytest.raises(CommandError, match="--portfolio: no portfolio with id 999"):
         call_command("check_drift", "--portfolio", "999")
     assert DriftCheck.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_new_target_recomputes_but_new_bands_alone_do_not(alice, settings):
+    Security.objects.create(ticker="SPY", kind="etf", asset_class="equity", priced=True)
+    portfolio = make_portfolio(alice, {"SPY": 10})
+    portfolio_target_set(portfolio=portfolio, target={"kind": "thesis"}, bands={"absolute": 0.03, "relative": 0.2})
+    assert not RebalanceRun.objects.filter(portfolio=portfolio).exists()
+    portfolio_target_set(portfolio=portfolio, target={"kind": "neutral"})
+    run = RebalanceRun.objects.get(portfolio=portfolio, status="pending")
+    assert run.inputs["use_views"] is False and run.trigger == "options"

@@ -285,17 +285,18 @@ def alert_mode_set(*, user, mode: str) -> DriftAlertSetting:
 
 def portfolio_target_set(*, portfolio: Portfolio, target: dict, bands: dict | None = None) -> Portfolio:
     """Store a validated target (and bands); the thesis and neutral choices set `use_views`, as the
-    options form does. The suggestion is recomputed when there are holdings."""
+    options form does. A new target recomputes the suggestion when there are holdings (bands alone do not)."""
     from portfolios.models import Holding
     from portfolios.recommendations.services import rebalance_run_request
 
     with transaction.atomic():
+        changed = target != target_effective(target=portfolio.target, use_views=portfolio.use_views)
         portfolio.target = target
         if target["kind"] != "custom":
             portfolio.use_views = target["kind"] == "thesis"
         if bands is not None:
             portfolio.bands = bands
         portfolio.save(update_fields=["target", "use_views", "bands", "updated_at"])
-        if Holding.objects.filter(account__portfolio=portfolio).exists():
+        if changed and Holding.objects.filter(account__portfolio=portfolio).exists():
             rebalance_run_request(portfolio=portfolio, trigger=RebalanceRun.Trigger.OPTIONS)
     return portfolio
