@@ -206,6 +206,10 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Rebalance Advisor <no
 
 EMAIL_URL = os.environ.get("EMAIL_URL", "") or "console://"
 globals().update(email_settings(EMAIL_URL))
+# The public address of the site, for links in e-mails sent by workers (no request to build them from).
+SITE_URL = os.environ.get("SITE_URL", "") or "http://127.0.0.1:8000"
+if not SITE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"SITE_URL={SITE_URL!r} must start with http:// or https://")
 
 # --- i18n / static ---------------------------------------------------------------------------
 

@@ -12,6 +12,9 @@ Construction (documented design):
    exposures need (e.g. XLF for Financials, IJR for small caps).
 3. Target weights = equity_share * v + bond_share * bond sleeve (the profile's preferred bond funds
    available in the menu, else any bond fund in the menu equally, else cash) + the rest in cash.
+   A custom target (the user's own, see portfolios/targets.py) is a views document whose tilts may also
+   carry `mix` {stocks, bonds, cash} (replacing the profile's shares) and `bonds` {ticker: weight}
+   (replacing the profile's preferred bond funds); it takes exactly this path.
 The optimizer then minimises tracking error to these weights (see engine.problem).
 """
 
@@ -61,7 +64,7 @@ def build_target(
     tilts = (views or {}).get("tilts") or {}
     core: Mapping[str, float] = tilts.get("core") or NEUTRAL_EQUITY_CORE
     source = (
-        f"views {views.get('id') or views.get('title')} (as of {views.get('as_of')})"
+        views.get("label") or f"views {views.get('id') or views.get('title')} (as of {views.get('as_of')})"
         if views
         else "neutral market mix (views off)"
     )
@@ -101,10 +104,11 @@ def build_target(
     else:
         sleeve = {}
         warnings.append("The menu has no equity funds with sector data: the equity part of the target is empty.")
-    bonds = _bond_sleeve(profile, menu, market)
-    equity_share = profile.equity_share if sleeve else 0.0
-    bond_share = profile.bond_share if bonds else 0.0
-    if profile.bond_share > 0 and not bonds:
+    bonds = _bond_sleeve(profile, menu, market, tilts.get("bonds"))
+    mix = tilts.get("mix") or {"stocks": profile.equity_share, "bonds": profile.bond_share}
+    equity_share = float(mix["stocks"]) if sleeve else 0.0
+    bond_share = float(mix["bonds"]) if bonds else 0.0
+    if float(mix["bonds"]) > 0 and not bonds:
         warnings.append("The menu has no bond funds: the target holds the bond share in cash.")
     weights: dict[str, float] = {}
     for ticker, w in sleeve.items():
@@ -158,9 +162,11 @@ def _caps(candidates: Sequence[str], core: Mapping[str, float]) -> np.ndarray:
     return np.maximum(np.array([float(core.get(t, 0.0)) for t in candidates]), MAX_NON_CORE_FUND)
 
 
-def _bond_sleeve(profile: Profile, menu: Sequence[str], market: MarketData) -> dict[str, float]:
+def _bond_sleeve(
+    profile: Profile, menu: Sequence[str], market: MarketData, chosen: Mapping[str, float] | None = None
+) -> dict[str, float]:
     menu_set = set(menu)
-    preferred = {t: w for t, w in profile.bond_sleeve.items() if t in menu_set}
+    preferred = {t: w for t, w in (chosen or profile.bond_sleeve).items() if t in menu_set}
     if preferred:
         total = sum(preferred.values())
         return {t: w / total for t, w in preferred.items()}

@@ -53,3 +53,17 @@ class ExecutedPlanAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(models.DriftCheck)
+class DriftCheckAdmin(admin.ModelAdmin):
+    list_display = ["id", "portfolio", "status", "largest", "largest_label", "checked_at", "alerted_at"]
+    list_filter = ["status"]
+    raw_id_fields = ["portfolio", "plan_run", "recompute_run"]
+
+
+@admin.register(models.DriftAlertSetting)
+class DriftAlertSettingAdmin(admin.ModelAdmin):
+    list_display = ["user", "mode", "digest_sent_at", "updated_at"]
+    list_filter = ["mode"]
+    raw_id_fields = ["user"]

@@ -11,6 +11,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from engine.tickers import ticker_key
 
@@ -144,6 +145,14 @@ class Profile(models.TextChoices):
     AGGRESSIVE = "aggressive", "Aggressive"
 
 
+def default_target() -> dict:
+    return {"kind": "thesis"}
+
+
+def default_bands() -> dict:
+    return {"absolute": 0.05, "relative": 0.25}
+
+
 class Portfolio(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="portfolios"
@@ -164,6 +173,10 @@ class Portfolio(models.Model):
         null=True, blank=True, help_text="Fraction of value; blank uses the profile's limit"
     )
     use_views = models.BooleanField(default=True, help_text="Apply the dated investment views")
+    # The target: {"kind": "thesis"} (default; the views on or off follow `use_views`), {"kind": "neutral"}
+    # or a custom mix (validated by portfolios.targets.target_validate). Bands: drift tolerance.
+    target = models.JSONField(default=default_target, blank=True, help_text="The portfolio's target (see targets.py)")
+    bands = models.JSONField(default=default_bands, blank=True, help_text='{"absolute": 0.05, "relative": 0.25}')
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -318,3 +331,58 @@ class ExecutedPlan(models.Model):
     @property
     def trade_indexes(self) -> list[int]:
         return [int(t["index"]) for t in self.trades]
+
+
+# --- drift ----------------------------------------------------------------------------------------
+
+
+class DriftCheck(models.Model):
+    """One drift measurement of one portfolio (after a price refresh or on demand)."""
+
+    class Status(models.TextChoices):
+        IN_BAND = "in_band", "In band"
+        DRIFTED = "drifted", "Drifted"
+        BREAKS_LIMIT = "breaks_limit", "Breaks a limit"
+
+    portfolio = models.ForeignKey(Portfolio, on_delete=models.CASCADE, related_name="drift_checks")
+    checked_at = models.DateTimeField(default=timezone.now)
+    prices_as_of = models.DateField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices)
+    largest = models.FloatField(help_text="Largest distance of a sleeve from its target, fraction")
+    largest_label = models.CharField(max_length=80, blank=True)
+    since_plan = models.FloatField(null=True, blank=True, help_text="Largest move since the last suggestion")
+    items = models.JSONField(default=list, blank=True, help_text="Out-of-band sleeves")
+    limits = models.JSONField(default=list, blank=True, help_text="Broken profile limits")
+    plan_run = models.ForeignKey(
+        "RebalanceRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The suggestion the drift is measured since",
+    )
+    recompute_run = models.ForeignKey(
+        "RebalanceRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The recompute this check requested",
+    )
+    alerted_at = models.DateTimeField(null=True, blank=True, help_text="When the owner was mailed about it")
+
+    class Meta:
+        ordering = ["-checked_at", "-id"]
+        indexes = [models.Index(fields=["portfolio", "-checked_at"], name="driftcheck_portfolio_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.portfolio_id} {self.status} {self.largest:.3f}"
+
+
+class DriftAlertSetting(models.Model):
+    """A user's drift e-mail choice (no row: the default, mail when a portfolio drifts)."""
+
+    class Mode(models.TextChoices):
+        OFF = "off", "Off"
+        DRIFT = "drift", "When a portfolio drifts"
+        WEEKLY = "weekly", "Weekly digest"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="drift_alerts")
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.DRIFT)
+    digest_sent_at = models.DateTimeField(null=True, blank=True, help_text="Last weekly digest")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.mode}"

@@ -9,4 +9,5 @@ urlpatterns = [
     path("portfolios/new/", views.portfolio_create, name="portfolio_create"),
     path("", include("portfolios.holdings.urls")),
     path("", include("portfolios.recommendations.urls")),
+    path("", include("portfolios.drift.urls")),
 ]

@@ -16,7 +16,7 @@ def test_it_creates_a_portfolio_and_answers_201_with_its_id(alice):
     portfolio = Portfolio.objects.get(pk=body["id"])
     assert (portfolio.owner, portfolio.name, portfolio.profile) == (alice, "Retirement", "aggressive")
     assert body == {"id": portfolio.pk, "name": "Retirement", "profile": "aggressive", "value": 0.0, "cash": 0.0,
-                    "holdings": []}
+                    "holdings": [], "target": {"kind": "thesis"}, "bands": {"absolute": 0.05, "relative": 0.25}}
     assert response["Location"] == f"/api/portfolios/{portfolio.pk}/"
 
 

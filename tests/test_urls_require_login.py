@@ -7,7 +7,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 pytestmark = pytest.mark.django_db
 
-PUBLIC = {"landing", "health"}
+PUBLIC = {"landing", "health", "drift_unsubscribe"}
 
 
 def _walk(patterns, prefix=""):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from portfolios.holdings.selectors import portfolio_positions
 from portfolios.models import Portfolio
+from portfolios.targets import target_effective
 
 
 def portfolio_detail_document(*, portfolio: Portfolio) -> dict:
@@ -34,6 +35,8 @@ def portfolio_detail_document(*, portfolio: Portfolio) -> dict:
         "value": round(value, 2),
         "cash": round(cash, 2),
         "holdings": holdings,
+        "target": target_effective(target=portfolio.target, use_views=portfolio.use_views),
+        "bands": portfolio.bands,
     }
 
 

@@ -85,6 +85,79 @@ class PortfolioSummarySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def _fractions(keys: tuple[str, ...]) -> dict:
+    return {"type": "object", "properties": {k: {"type": "number", "minimum": 0, "maximum": 1} for k in keys},
+            "required": list(keys), "additionalProperties": False}
+
+
+_FUNDS = {"type": "object", "minProperties": 1, "maxProperties": 12,
+          "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}}
+_GICS = ("Communication Services", "Consumer Discretionary", "Consumer Staples", "Energy", "Financials",
+         "Health Care", "Industrials", "Information Technology", "Materials", "Real Estate", "Utilities")
+TARGET_SCHEMA = {
+    "description": (
+        "The portfolio's target. kind thesis (the dated views, default), neutral (the neutral market mix) or "
+        "custom: mix {stocks, bonds, cash} (fractions summing to 1), funds {stocks, bonds} (menu funds of that "
+        "class with their share of the sleeve, summing to 1), sectors {GICS sector: tilt, -0.5..0.5 of "
+        "equity}, size {large, mid, small} (fractions summing to 1). The sums and the menu are checked by the "
+        "server (400 naming the field)."
+    ),
+    "oneOf": [
+        {"type": "object", "properties": {"kind": {"type": "string", "enum": [kind]}}, "required": ["kind"],
+         "additionalProperties": False}
+        for kind in ("thesis", "neutral")
+    ] + [{
+        "type": "object",
+        "properties": {
+            "kind": {"type": "string", "enum": ["custom"]},
+            "mix": _fractions(("stocks", "bonds", "cash")),
+            "funds": {"type": "object", "properties": {"stocks": _FUNDS, "bonds": _FUNDS},
+                      "additionalProperties": False},
+            "sectors": {"type": "object", "additionalProperties": False,
+                        "properties": {g: {"type": "number", "minimum": -0.5, "maximum": 0.5} for g in _GICS}},
+            "size": _fractions(("large", "mid", "small")),
+        },
+        "required": ["kind", "mix"],
+        "additionalProperties": False,
+        "example": {"kind": "custom", "mix": {"stocks": 0.6, "bonds": 0.35, "cash": 0.05},
+                    "funds": {"stocks": {"VTI": 0.8, "VXUS": 0.2}, "bonds": {"BND": 1.0}}},
+    }],
+}
+BANDS_SCHEMA = {
+    "type": "object",
+    "description": "Drift bands: a sleeve drifted when |current - target| > min(absolute, relative x target).",
+    "properties": {"absolute": {"type": "number", "minimum": 0.005, "maximum": 0.5, "example": 0.05},
+                   "relative": {"type": "number", "minimum": 0.01, "maximum": 1, "example": 0.25}},
+    "required": ["absolute", "relative"],
+    "additionalProperties": False,
+}
+
+
+@extend_schema_field(TARGET_SCHEMA)
+class TargetField(serializers.JSONField):
+    """A target object, validated against the menu (portfolios.targets)."""
+
+    def to_internal_value(self, data):
+        from portfolios.drift.views import menu_classes
+        from portfolios.targets import TargetInvalid, target_validate
+
+        try:
+            return target_validate(data, menu=menu_classes())
+        except TargetInvalid as exc:
+            raise serializers.ValidationError([f"{k}: {v}" for k, v in exc.errors.items()]) from None
+
+
+@extend_schema_field(BANDS_SCHEMA)
+class BandsField(serializers.JSONField):
+    def to_internal_value(self, data):
+        from portfolios.targets import TargetInvalid, bands_validate
+
+        try:
+            return bands_validate(data)
+        except TargetInvalid as exc:
+            raise serializers.ValidationError([f"{k}: {v}" for k, v in exc.errors.items()]) from None
+
+
 class PortfolioWriteSerializer(serializers.Serializer):
     """Body of `POST /api/portfolios/` (name required) and `PATCH /api/portfolios/{id}/` (any subset)."""
 
@@ -93,6 +166,8 @@ class PortfolioWriteSerializer(serializers.Serializer):
         validators=[RegexValidator(r"^[^\x00]*[^\s\x00][^\x00]*$", "Give the portfolio a name (not only spaces).")],
     )
     profile = serializers.ChoiceField(choices=Profile.choices, default=Profile.MODERATE)
+    target = TargetField(required=False)
+    bands = BandsField(required=False)
 
 
 class HoldingSerializer(serializers.Serializer):
@@ -113,6 +188,8 @@ class PortfolioDetailSerializer(serializers.Serializer):
     value = serializers.FloatField(help_text="Priced positions plus account cash, USD")
     cash = serializers.FloatField(help_text="Cash held in the accounts, USD")
     holdings = HoldingSerializer(many=True)
+    target = TargetField()
+    bands = BandsField()
 
 
 # --- import --------------------------------------------------------------------------------------

@@ -5,18 +5,31 @@ from __future__ import annotations
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+from portfolios.drift.services import portfolio_target_set
 from portfolios.models import Holding, Portfolio, Profile, RebalanceRun
 from portfolios.recommendations.services import rebalance_run_request
+from portfolios.targets import target_effective
 
 
-def portfolio_create(*, owner, name: str, profile: str = Profile.MODERATE) -> Portfolio:
-    return Portfolio.objects.create(owner=owner, name=name, profile=profile)
+def portfolio_create(
+    *, owner, name: str, profile: str = Profile.MODERATE, target: dict | None = None, bands: dict | None = None
+) -> Portfolio:
+    portfolio = Portfolio.objects.create(owner=owner, name=name, profile=profile)
+    if target is not None or bands is not None:
+        portfolio_target_set(portfolio=portfolio, target=target or portfolio.target, bands=bands)
+    return portfolio
 
 
-def portfolio_update(*, portfolio: Portfolio, name: str | None = None, profile: str | None = None) -> Portfolio:
-    """Rename and/or change the risk profile. A new profile recomputes the suggestion (if there is
-    anything to rebalance), as changing it on the web page does."""
+def portfolio_update(
+    *, portfolio: Portfolio, name: str | None = None, profile: str | None = None,
+    target: dict | None = None, bands: dict | None = None,
+) -> Portfolio:
+    """Rename and/or change the risk profile, the target or the drift bands. A new profile or target
+    recomputes the suggestion (if there is anything to rebalance), as changing it on the web page does."""
     with transaction.atomic():
+        if target is not None or bands is not None:
+            current = target_effective(target=portfolio.target, use_views=portfolio.use_views)
+            portfolio_target_set(portfolio=portfolio, target=target or current, bands=bands)
         profile_changed = profile is not None and profile != portfolio.profile
         if name is not None:
             portfolio.name = name

@@ -76,7 +76,7 @@ class PortfolioListView(generics.ListCreateAPIView):
     get=extend_schema(summary="A portfolio with its valued holdings",
                       responses={200: s.PortfolioDetailSerializer, **_AUTH_ERRORS, **_NOT_FOUND}),
     patch=extend_schema(
-        summary="Rename a portfolio or change its risk profile",
+        summary="Rename a portfolio or change its risk profile, target or drift bands",
         request=s.PortfolioWriteSerializer,
         responses={200: s.PortfolioDetailSerializer, **_BAD_REQUEST, **_AUTH_ERRORS, **_NOT_FOUND},
     ),

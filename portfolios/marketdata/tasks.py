@@ -21,7 +21,9 @@ def prices_refresh_scheduled(self, tickers: list[str] | None = None, provider: s
     except OperationalError as exc:  # the database went away: try again later
         retry = min(self.request.retries, len(RETRY_BACKOFF_S) - 1)
         raise self.retry(exc=exc, countdown=RETRY_BACKOFF_S[retry])
+    drift = _drift_after(refresh)
     return {
+        "drift": drift,
         "refresh": refresh.pk, "status": refresh.status, "rows_written": refresh.rows_written,
         "as_of": refresh.as_of.isoformat() if refresh.as_of else None,
     }
@@ -44,3 +46,10 @@ def securities_confirm(self, tickers: list[str]) -> dict:
     if refresh is not None and refresh.status == PriceRefresh.Status.SKIPPED:
         raise self.retry(countdown=CONFIRM_RETRY_S)
     return {"refresh": refresh.pk if refresh else None, "status": refresh.status if refresh else "nothing to confirm"}
+
+
+def _drift_after(refresh) -> dict | None:
+    """The drift check after a refresh that wrote prices (portfolios/drift owns it: one call)."""
+    from portfolios.drift.services import drift_after_refresh
+
+    return drift_after_refresh() if refresh.status in ("done", "partial") else None

@@ -34,6 +34,7 @@ from engine.views import load_views
 from portfolios.marketdata.selectors import _version_token, market_data_for, menu_tickers
 from portfolios.models import Account, Security
 from portfolios.recommendations import proxies
+from portfolios.targets import target_views
 
 RISK_YEARS = 3.0
 HISTORY_YEARS = 7.0  # stress episodes reach back to 2020
@@ -147,10 +148,13 @@ def _last_prices(prices: pd.DataFrame) -> dict[str, float]:
 
 
 def build_request(
-    *, lots: Iterable[Lot], cash: list[AccountCash], options: Options
+    *, lots: Iterable[Lot], cash: list[AccountCash], options: Options, target: dict[str, Any] | None = None
 ) -> tuple[RebalanceRequest, MarketData]:
-    """Returns the engine request (about 3 years of prices) and the long-history market data for stress tests."""
-    request, market_long, _ = build_request_valued(lots=lots, cash=cash, options=options)
+    """Returns the engine request (about 3 years of prices) and the long-history market data for stress tests.
+
+    `target`: a custom target (portfolios.targets); None: the dated views, or the neutral mix with views off.
+    """
+    request, market_long, _ = build_request_valued(lots=lots, cash=cash, options=options, target=target)
     return request, market_long
 
 
@@ -188,7 +192,7 @@ def _collapse_overflow(lots: list[Lot], overflow: list[proxies.Unpriced]) -> lis
 
 
 def build_request_valued(
-    *, lots: Iterable[Lot], cash: list[AccountCash], options: Options
+    *, lots: Iterable[Lot], cash: list[AccountCash], options: Options, target: dict[str, Any] | None = None
 ) -> tuple[RebalanceRequest, MarketData, list[proxies.Proxy]]:
     """`build_request`, plus how each holding without a market price is valued and modelled (proxies.py):
     the engine sees it at the file's price, its proxy's history and look-through, held fixed unless a fund."""
@@ -222,7 +226,7 @@ def build_request_valued(
         )
         for lot in lots
     ]
-    views = _views() if options.use_views else None
+    views = target_views(target, _views()) if target else _views() if options.use_views else None
     request = RebalanceRequest(
         positions=positions,
         cash=cash,
@@ -304,7 +308,8 @@ def portfolio_document(*, portfolio_id: int, inputs: dict[str, Any]) -> dict[str
     """The result document for a stored portfolio with the given run inputs (by id: the runner has the id
     from its claim, not the row)."""
     lots, cash = portfolio_lots(portfolio_id=portfolio_id)
-    request, market_long, valued = build_request_valued(lots=lots, cash=cash, options=options_from_inputs(inputs))
+    request, market_long, valued = build_request_valued(lots=lots, cash=cash, options=options_from_inputs(inputs),
+                                                        target=inputs.get("target"))
     return compute_document(request, market_long, valued)
 
 

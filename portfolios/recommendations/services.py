@@ -16,8 +16,8 @@ from portfolios.models import Portfolio, RebalanceRun
 
 
 def run_inputs_for(portfolio: Portfolio) -> dict:
-    """The options a run will use, taken from the portfolio's current settings."""
-    return {
+    """The options a run will use, taken from the portfolio's current settings (a custom target included)."""
+    inputs = {
         "profile": portfolio.profile,
         "cash": float(portfolio.cash_change_usd),
         "buy_only": portfolio.buy_only,
@@ -26,6 +26,9 @@ def run_inputs_for(portfolio: Portfolio) -> dict:
         "max_turnover": portfolio.max_turnover,
         "use_views": portfolio.use_views,
     }
+    if (portfolio.target or {}).get("kind") == "custom":
+        inputs.update(target=portfolio.target, use_views=True)
+    return inputs
 
 
 def rebalance_run_request(
