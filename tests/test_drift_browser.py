@@ -7,7 +7,7 @@ import os
 import pytest
 
 from portfolios.models import Portfolio, Security
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, verified_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -15,8 +15,8 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
-def portfolio(django_user_model) -> Portfolio:
-    user = django_user_model.objects.create_user(username="alice", email="alice@example.com", password=PASSWORD)
+def portfolio() -> Portfolio:
+    user = verified_user("alice", "alice@example.com", PASSWORD)
     for ticker, klass in (("VTI", "equity"), ("VXUS", "equity"), ("XLF", "equity"), ("BND", "bond")):
         Security.objects.create(ticker=ticker, kind="etf", asset_class=klass, is_menu=True, priced=True)
     return Portfolio.objects.create(owner=user, name="Retirement")

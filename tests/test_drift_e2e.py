@@ -101,7 +101,7 @@ def next_business_day(day: dt.date) -> dt.date:
 def test_drift_end_to_end(mail_worker, smtp, alice, client, tmp_path, settings):
     worker, queue = mail_worker
     _, inbox = smtp
-    EmailAddress.objects.create(user=alice, email=alice.email, verified=True, primary=True)
+    assert EmailAddress.objects.filter(user=alice, email=alice.email, verified=True).exists()
     portfolio = Portfolio.objects.create(owner=alice, name="All in tech", profile="moderate")
     portfolio_import_file(portfolio=portfolio, data=CONCENTRATED, filename="positions.csv")
     run = wait_for(lambda: RebalanceRun.objects.filter(portfolio=portfolio, status="done").first(), what="first run")

@@ -65,7 +65,7 @@ def _mail_queue_apart(settings):
 
 
 def verify(user):
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    EmailAddress.objects.update_or_create(user=user, email=user.email, defaults={"verified": True, "primary": True})
 
 
 @pytest.mark.django_db(transaction=True)
