@@ -269,6 +269,39 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# Redis down must not hold a web request: connect and socket timeouts of 2 s, and a publish is tried
+# twice at most (~4 s worst case for a hung Redis, at once for a refused connection). A run that could
+# not be queued stays pending and the sweep below queues it when Redis is back.
+BROKER_TIMEOUT_S = envint("BROKER_TIMEOUT_S", 2, minimum=1)
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_TIMEOUT_S
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+if not CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {
+        "socket_connect_timeout": BROKER_TIMEOUT_S,
+        "socket_timeout": BROKER_TIMEOUT_S + 3,  # above kombu's 1 s BRPOP wait
+        "retry_on_timeout": False,
+        "max_retries": 1,
+    }
+    CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = BROKER_TIMEOUT_S
+    CELERY_REDIS_SOCKET_TIMEOUT = BROKER_TIMEOUT_S + 3
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": {"max_retries": 1}}
+
+# Rebalance runs (portfolios/recommendations/runner.py): a running run holds a lease its task renews;
+# the sweep (beat, every RUN_SWEEP_SECONDS) re-queues pending runs that waited RUN_REQUEUE_AFTER_SECONDS
+# and running runs whose lease lapsed, and fails a run after RUN_MAX_ATTEMPTS claims.
+RUN_LEASE_SECONDS = envint("RUN_LEASE_SECONDS", 30, minimum=3)
+RUN_SWEEP_SECONDS = envint("RUN_SWEEP_SECONDS", 30, minimum=1)
+RUN_REQUEUE_AFTER_SECONDS = envint("RUN_REQUEUE_AFTER_SECONDS", 60, minimum=1)
+RUN_MAX_ATTEMPTS = envint("RUN_MAX_ATTEMPTS", 4, minimum=1)
+# Installed into django-celery-beat's tables by the DatabaseScheduler when beat starts (no admin step).
+CELERY_BEAT_SCHEDULE = {
+    "rebalance-runs-sweep": {
+        "task": "portfolios.recommendations.tasks.rebalance_runs_sweep",
+        "schedule": float(RUN_SWEEP_SECONDS),
+        "options": {"expires": float(RUN_SWEEP_SECONDS)},
+    },
+}
+
 # --- market data ---------------------------------------------------------------------------
 
 MARKET_DATA_DIR = Path(os.environ.get("MARKET_DATA_DIR", BASE_DIR / "data" / "market"))
