@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from portfolios.models import Portfolio, RebalanceRun
@@ -175,7 +175,10 @@ def rebalance_runs_sweep(*, limit: int = SWEEP_LIMIT) -> SweepOutcome:
         )
         if backlog == 0:
             waiting |= Q(status=RebalanceRun.Status.PENDING, queued_at__lt=settle)
-        lapsed = _lapsed(now).filter(Q(queued_at__isnull=True) | Q(queued_at__lt=settle))
+        # not queued since the lease lapsed (or that message was lost too: a minute ago)
+        lapsed = _lapsed(now).filter(
+            Q(queued_at__isnull=True) | Q(queued_at__lt=F("lease_until")) | Q(queued_at__lt=settle)
+        )
         ids = list(lapsed.values_list("id", flat=True)[:limit])
         ids += RebalanceRun.objects.filter(waiting).order_by("created_at").values_list("id", flat=True)[
             : max(limit - len(ids), 0)
