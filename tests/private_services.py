@@ -123,9 +123,7 @@ def celery_app_on(broker_url: str) -> Iterator[None]:
     """Point this process's Celery app (publishing, the sweep's queue check) at another broker."""
     from advisor.celery import app
 
-    def repoint(url: str) -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
+    def repoint(url: str) -> None:  # kombu keeps each URL's pools; drop only this app's references
         app._pool = None
         app.amqp._producer_pool = None
         app.conf.broker_url = url

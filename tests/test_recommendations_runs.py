@@ -127,8 +127,10 @@ def test_a_run_survives_its_worker_being_killed(alice, market):
 
     run = RebalanceRun.objects.create(portfolio=portfolio, profile="moderate", inputs={"profile": "moderate"})
     rebalance_run_execute.apply_async((run.pk,), queue="kill-test")
-    wait_for_status(run.pk, {"running", "done"}, timeout=60)
-    first.kill()
+    try:
+        wait_for_status(run.pk, {"running", "done"}, timeout=60)
+    finally:  # a worker left behind would take the next test's messages
+        first.kill()
     run.refresh_from_db()
     assert run.status == "running", "the worker finished before it could be killed; the test proves nothing"
     second = Worker(concurrency=1, extra_env=fast_restore, queues="kill-test")

@@ -118,10 +118,10 @@ TOO_LONG_MESSAGE = (
 )
 
 
-def run_failure_record(*, run_id: int, task_id: str, exc: BaseException) -> None:
-    """The task's `on_failure`: the hard time limit (the worker killed the computation) or an error
-    that escaped the runner. A lost worker, or a retry the broker could not take, is not a failure:
-    the run keeps its lease, which lapses, and the sweep queues it again."""
+def run_failure_record(*, run_ids: list[int], task_id: str, exc: BaseException) -> None:
+    """The tasks' `on_failure`: the hard time limit (the worker killed the computation) or an error that
+    escaped the runner; it fails the run the task was computing. A lost worker, or a retry the broker
+    could not take, is not a failure: the run keeps its lease, which lapses, and the sweep queues it again."""
     from billiard.exceptions import TimeLimitExceeded, WorkerLostError
     from kombu.exceptions import OperationalError as BrokerUnreachable
 
@@ -132,7 +132,8 @@ def run_failure_record(*, run_id: int, task_id: str, exc: BaseException) -> None
     else:
         message = (f"Unexpected error while computing the suggestion ({type(exc).__name__}). "
                    "It has been logged; recompute to try again.")
-    run_fail(run_id=run_id, message=message, task_id=task_id)
+    for run_id in run_ids:
+        run_fail(run_id=run_id, message=message, task_id=task_id)
 
 
 def rebalance_run_execute_service(*, run_id: int, task_id: str = "") -> str:
@@ -156,14 +157,14 @@ def rebalance_run_execute_service(*, run_id: int, task_id: str = "") -> str:
     except EngineError as exc:
         run_fail(run_id=run_id, message=f"The optimizer could not produce a suggestion: {exc}")
         return "failed"
-    except SoftTimeLimitExceeded:
+    except SoftTimeLimitExceeded:  # a batch stops here; its other runs stay pending for the sweep
         run_fail(run_id=run_id, message=TOO_LONG_MESSAGE)
-        return "failed"
+        return "too_long"
     except OperationalError:
         raise
     except Exception as exc:
         logger.exception("rebalance run %s failed", run_id)
-        run_failure_record(run_id=run_id, task_id=task_id, exc=exc)
+        run_failure_record(run_ids=[run_id], task_id=task_id, exc=exc)
         return "failed"
     run_done_record(run_id=run_id, task_id=task_id, document=document, profile=run.profile,
                     duration_ms=int((time.perf_counter() - started) * 1000))
