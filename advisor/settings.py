@@ -266,15 +266,47 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_RESULT_EXPIRES = 3600
-CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 240, minimum=1)
+# 0 turns the soft limit off (only the hard limit then applies; its on_failure records the run as failed).
+CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 240, minimum=0) or None
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 300, minimum=1)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_PREFETCH_MULTIPLIER = envint("CELERY_WORKER_PREFETCH_MULTIPLIER", 1, minimum=1)
 CELERY_TASK_ALWAYS_EAGER = False  # never eager: tasks always go through a real worker
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Redis down must not hold a web request: connect and socket timeouts of BROKER_TIMEOUT_S (2 s) and no
+# publish retry, so a send fails within ~2 s whether Redis refuses (at once) or hangs (measured: 2.0 s).
+# A run that could not be queued stays pending, the page says so, and the sweep below queues it later.
+BROKER_TIMEOUT_S = envint("BROKER_TIMEOUT_S", 2, minimum=1)
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_TIMEOUT_S
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 0}
+if not CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {
+        "socket_connect_timeout": BROKER_TIMEOUT_S,
+        "socket_timeout": BROKER_TIMEOUT_S,
+        "retry_on_timeout": False,
+    }
+    CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = BROKER_TIMEOUT_S
+    CELERY_REDIS_SOCKET_TIMEOUT = BROKER_TIMEOUT_S
+
+# Rebalance runs (portfolios/recommendations/runner.py): a running run holds a lease its task renews;
+# the sweep (beat, every RUN_SWEEP_SECONDS) re-queues pending runs that waited RUN_REQUEUE_AFTER_SECONDS
+# and running runs whose lease lapsed, and fails a run after RUN_MAX_ATTEMPTS claims.
+RUN_LEASE_SECONDS = envint("RUN_LEASE_SECONDS", 30, minimum=3)
+RUN_SWEEP_SECONDS = envint("RUN_SWEEP_SECONDS", 30, minimum=1)
+RUN_REQUEUE_AFTER_SECONDS = envint("RUN_REQUEUE_AFTER_SECONDS", 60, minimum=1)
+RUN_MAX_ATTEMPTS = envint("RUN_MAX_ATTEMPTS", 4, minimum=1)
+# Installed into django-celery-beat's tables by the DatabaseScheduler when beat starts (no admin step).
+CELERY_BEAT_SCHEDULE = {
+    "rebalance-runs-sweep": {
+        "task": "portfolios.recommendations.tasks.rebalance_runs_sweep",
+        "schedule": float(RUN_SWEEP_SECONDS),
+        "options": {"expires": float(RUN_SWEEP_SECONDS)},
+    },
+}
 
 # --- market data ---------------------------------------------------------------------------
 

@@ -281,7 +281,15 @@ class RebalanceRun(models.Model):
         max_length=64, blank=True, help_text="Celery task that claimed the run (a redelivery may re-claim it)"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="When a task for the run last reached the broker")
+    queue_failed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the broker last refused the run's task (Redis down); the sweep queues it"
+    )
     started_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="A running run belongs to its worker until then; the task renews it while "
+        "it computes, the sweep re-queues the run once it lapses"
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
 
@@ -294,7 +302,12 @@ class RebalanceRun(models.Model):
                 name="run_one_pending_per_portfolio",
             )
         ]
-        indexes = [models.Index(fields=["portfolio", "status"], name="run_portfolio_status_idx")]
+        indexes = [
+            models.Index(fields=["portfolio", "status"], name="run_portfolio_status_idx"),
+            # the sweep's scan: only the few active runs, however many finished ones there are
+            models.Index(fields=["status", "created_at"], condition=Q(status__in=["pending", "running"]),
+                         name="run_active_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.status})"

@@ -58,7 +58,7 @@ def parsed_of(*positions: tuple[str, str, str, str | None], cash: dict[str, str]
 # --- import ------------------------------------------------------------------------------------
 
 
-def test_it_imports_a_broker_file_and_requests_a_run(portfolio, aapl):
+def test_it_imports_a_broker_file_and_knows_nothing_of_runs(portfolio, aapl):
     outcome = services.portfolio_import_file(
         portfolio=portfolio, data=(FIXTURES / "Portfolio_Positions_Dec-31-2025.csv").read_bytes(),
         filename="Portfolio_Positions_Dec-31-2025.csv",
@@ -76,8 +76,7 @@ def test_it_imports_a_broker_file_and_requests_a_run(portfolio, aapl):
     assert (nvda.kind, nvda.priced, nvda.source) == ("unknown", False, "import")
     assert any("No market data for" in w and "NVDA" in w for w in outcome.warnings)
     assert any("pending activity" in w.lower() for w in outcome.warnings)
-    run = RebalanceRun.objects.get(portfolio=portfolio)
-    assert (run.status, run.trigger) == ("pending", "import")
+    assert not RebalanceRun.objects.filter(portfolio=portfolio).exists(), "the view requests the run, not the service"
 
 
 def test_replace_makes_the_portfolio_exactly_the_file(portfolio):
@@ -146,11 +145,10 @@ def test_import_rejects_an_unknown_mode(portfolio):
 # --- manual edits --------------------------------------------------------------------------------
 
 
-def test_manual_edits_write_and_request_runs(portfolio, aapl):
+def test_manual_edits_write_and_leave_runs_to_the_views(portfolio, aapl):
     holding = services.holding_create(portfolio=portfolio, account=None, ticker="aapl", shares=Decimal("3"))
     assert (holding.account.name, holding.account.account_type) == ("Taxable", "taxable")  # created on demand
     assert holding.security == aapl
-    assert RebalanceRun.objects.get(portfolio=portfolio).trigger == "edit"
     roth = services.account_create(portfolio=portfolio, name="Roth", account_type="roth_ira", cash_usd=Decimal("9"))
     services.holding_update(holding=holding, account=roth, ticker="BRK.B", shares=Decimal("4"),
                             cost_basis_usd=Decimal("1000"), acquired_on=dt.date(2020, 1, 2))
@@ -162,7 +160,7 @@ def test_manual_edits_write_and_request_runs(portfolio, aapl):
     assert not Holding.objects.filter(pk=holding.pk).exists()
     services.account_delete(account=roth)
     assert list(portfolio.accounts.values_list("name", flat=True)) == ["Taxable"]
-    assert RebalanceRun.objects.filter(portfolio=portfolio, status="pending").count() == 1
+    assert not RebalanceRun.objects.filter(portfolio=portfolio).exists()
 
 
 def test_a_holding_cannot_go_into_another_portfolios_account(portfolio, bob):

@@ -18,6 +18,7 @@ from django.db import connection
 from portfolios.marketdata import providers, services
 from portfolios.marketdata.providers import ProviderResult
 from portfolios.marketdata.services import market_data_load_bundled, prices_refresh, prices_refresh_lock
+from portfolios.marketdata.tasks import prices_refresh_then_recompute
 from portfolios.models import Account, Holding, Portfolio, Price, PriceRefresh, RebalanceRun, Security
 from tests.marketdata_support import REAL_DIR, fake_ticker_class, read_small_prices, write_market_dir, yf_download_frame
 
@@ -80,7 +81,7 @@ def test_a_partial_refresh_writes_new_days_keeps_good_prices_and_queues_recomput
     msft_rows = Price.objects.filter(security__ticker="MSFT").count()
     kept = Price.objects.get(security__ticker="AAPL", date=loaded.index[-2].date()).close
 
-    refresh = prices_refresh(provider="csv")
+    refresh = prices_refresh_then_recompute(provider="csv")  # what the beat task and the command do
 
     assert refresh.status == PriceRefresh.Status.PARTIAL
     assert refresh.tickers_asked == 4  # held AAPL, MSFT + menu XLF, BIL
@@ -93,7 +94,7 @@ def test_a_partial_refresh_writes_new_days_keeps_good_prices_and_queues_recomput
     assert RebalanceRun.objects.filter(portfolio=mine, trigger=RebalanceRun.Trigger.PRICES).count() == 1
     assert not RebalanceRun.objects.filter(portfolio=theirs).exists()  # MSFT did not change
 
-    again = prices_refresh(provider="csv")  # nothing new: no rows, no recompute
+    again = prices_refresh_then_recompute(provider="csv")  # nothing new: no rows, no recompute
     assert again.rows_written == 0 and again.tickers_updated == 0
     assert RebalanceRun.objects.filter(portfolio=mine).count() == 1
 

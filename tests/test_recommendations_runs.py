@@ -6,6 +6,7 @@ import time
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 
 from portfolios.models import Account, Holding, Portfolio, RebalanceRun, Security
 from portfolios.recommendations.runner import rebalance_run_execute_service
@@ -67,7 +68,7 @@ def queued(monkeypatch):
     from portfolios.recommendations import services
 
     sent: list[int] = []
-    monkeypatch.setattr(services, "_enqueue", sent.append)
+    monkeypatch.setattr(services, "_enqueue", sent.extend)
     return sent
 
 
@@ -126,8 +127,10 @@ def test_a_run_survives_its_worker_being_killed(alice, market):
 
     run = RebalanceRun.objects.create(portfolio=portfolio, profile="moderate", inputs={"profile": "moderate"})
     rebalance_run_execute.apply_async((run.pk,), queue="kill-test")
-    wait_for_status(run.pk, {"running", "done"}, timeout=60)
-    first.kill()
+    try:
+        wait_for_status(run.pk, {"running", "done"}, timeout=60)
+    finally:  # a worker left behind would take the next test's messages
+        first.kill()
     run.refresh_from_db()
     assert run.status == "running", "the worker finished before it could be killed; the test proves nothing"
     second = Worker(concurrency=1, extra_env=fast_restore, queues="kill-test")
@@ -165,17 +168,16 @@ def test_a_fan_out_queues_each_batch_as_soon_as_it_commits(alice, monkeypatch):
         account = Account.objects.create(portfolio=portfolio, name="Taxable")
         Holding.objects.create(account=account, security=jpm, shares=Decimal("5"))
         portfolios.append(portfolio)
-    sent: list[tuple[list[int], int, int]] = []
+    sent: list[tuple[list[int], int]] = []
 
-    def record(run_ids, chunk_size):  # what each commit hands to Celery, and how many runs exist by then
-        sent.append((list(run_ids), chunk_size, RebalanceRun.objects.count()))
+    def record(run_ids):  # what each commit hands to Celery, and how many runs exist by then
+        sent.append((list(run_ids), RebalanceRun.objects.count()))
 
-    monkeypatch.setattr(services, "_enqueue_chunks", record)
-    assert recompute_after_price_refresh(tickers=["JPM"], chunk_size=7, batch_size=2) == 3
-    assert [len(ids) for ids, _, _ in sent] == [2, 1]
-    assert [existing for _, _, existing in sent] == [2, 3], "the first batch is queued before the second is written"
-    assert {i for ids, _, _ in sent for i in ids} == set(RebalanceRun.objects.values_list("id", flat=True))
-    assert {size for _, size, _ in sent} == {7}
+    monkeypatch.setattr(services, "_enqueue", record)
+    assert recompute_after_price_refresh(tickers=["JPM"], batch_size=2) == 3
+    assert [len(ids) for ids, _ in sent] == [2, 1]
+    assert [existing for _, existing in sent] == [2, 3], "the first batch is queued before the second is written"
+    assert {i for ids, _ in sent for i in ids} == set(RebalanceRun.objects.values_list("id", flat=True))
 
 
 @pytest.mark.django_db
@@ -195,7 +197,10 @@ def test_claim_rules(alice):
     assert run.status == "running" and run.task_id == "task-1" and run.started_at is not None
     assert run_claim(run_id=run.pk, task_id="task-2") is None, "another task may not take a running run"
     assert run_claim(run_id=run.pk, task_id="task-1").attempts == 2, "a redelivered task re-claims its run"
-    RebalanceRun.objects.filter(pk=run.pk).update(started_at=timezone.now() - dt.timedelta(hours=2))
-    assert run_claim(run_id=run.pk, task_id="task-3").attempts == 3, "a run stuck in running is stale"
+    RebalanceRun.objects.filter(pk=run.pk).update(lease_until=timezone.now() - dt.timedelta(seconds=1))
+    assert run_claim(run_id=run.pk, task_id="task-3").attempts == 3, "a run whose lease lapsed is anyone's"
+    run.refresh_from_db()
+    assert run.lease_until > timezone.now() + dt.timedelta(seconds=settings.RUN_LEASE_SECONDS - 5), "a claim leases"
+    assert run_claim(run_id=run.pk, task_id="task-4") is None, "a leased run is not"
     RebalanceRun.objects.filter(pk=run.pk).update(status="done")
     assert run_claim(run_id=run.pk, task_id="task-3") is None, "a done run is never computed again"

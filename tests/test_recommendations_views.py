@@ -166,17 +166,18 @@ def test_broker_down_leaves_the_run_pending_and_the_page_working(
         attempts.append(args)
         raise OperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
 
-    monkeypatch.setattr(tasks.rebalance_run_execute, "delay", broker_down)
+    monkeypatch.setattr(tasks.rebalance_run_execute, "apply_async", broker_down)
     make_run(portfolio, status="done", result=sample_result, minutes_ago=10)
     with django_capture_on_commit_callbacks(execute=True):
         response = alice_client.post(reverse("run_recompute", kwargs={"portfolio_id": portfolio.pk}))
     assert response.status_code == 302
     pending = RebalanceRun.objects.get(portfolio=portfolio, status="pending")
-    assert attempts == [(pending.pk,)]  # the enqueue was really attempted and failed
+    assert attempts == [((pending.pk,),)]  # the enqueue was really attempted and failed
     page = alice_client.get(detail_url(portfolio))
     assert page.status_code == 200
     html = text_of(page)
     assert "Recompute pending" in html
+    assert "the task queue is unreachable right now" in html  # the page says what is happening
     assert 'data-testid="summary"' in html
     assert "stay until the new ones are ready" in html
 

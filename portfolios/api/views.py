@@ -27,6 +27,7 @@ from portfolios.csv_export import TRADE_COLUMNS, csv_response, trades_csv_rows
 from portfolios.holdings.importers import ImportFailed
 from portfolios.holdings.services import ExecutionRefused, holdings_apply_executed, portfolio_import_file
 from portfolios.models import Portfolio, RebalanceRun
+from portfolios.recommendations.selectors import run_latest_done
 from portfolios.recommendations.services import rebalance_run_request, run_inputs_for
 
 _DETAIL = s.DetailSerializer
@@ -136,9 +137,10 @@ class PortfolioImportView(APIView):
             return Response({"errors": _problems_from(form.errors)}, status=status.HTTP_400_BAD_REQUEST)
         upload = form.validated_data["file"]
         try:
-            outcome = portfolio_import_file(
-                portfolio=portfolio, data=upload.read(), filename=upload.name or "", mode=form.validated_data["mode"]
-            )
+            with transaction.atomic():  # write, then request the run: one transaction
+                outcome = portfolio_import_file(portfolio=portfolio, data=upload.read(), filename=upload.name or "",
+                                                mode=form.validated_data["mode"])
+                rebalance_run_request(portfolio=portfolio, trigger=RebalanceRun.Trigger.IMPORT)
         except ImportFailed as exc:
             errors = [{"line": p.line, "field": p.field or "", "message": p.message} for p in exc.errors]
             if exc.more:  # the list is bounded whatever the file: the rest are counted
@@ -246,7 +248,7 @@ class PortfolioTradesView(APIView):
     )
     def get(self, request: Request, pk: int):
         portfolio = portfolio_for_user(request.user, pk)
-        run = portfolio.runs.filter(status=RebalanceRun.Status.DONE).order_by("-finished_at", "-id").first()
+        run = run_latest_done(portfolio=portfolio)
         if run is None:
             raise NotFound("No finished rebalance run for this portfolio yet: POST .../rebalance/ first.")
         filename = f"trades-portfolio{portfolio.pk}-run{run.pk}.csv"

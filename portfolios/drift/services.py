@@ -208,6 +208,8 @@ def _alerts_raise(checks: list[DriftCheck], now: dt.datetime) -> list[DriftCheck
     due = [c for c in out if _worse(c, last.get(c.portfolio_id))]
     if not due:
         return []
+    from portfolios.recommendations.services import recompute_request_bulk
+
     runs = recompute_request_bulk(portfolio_ids=[c.portfolio_id for c in due])
     for check in due:
         check.alerted_at = now
@@ -221,32 +223,6 @@ def _emails_queue(alerts: list[DriftCheck], rows: PortfolioRows) -> None:
     modes = alert_modes(user_ids={owner[c.portfolio_id] for c in alerts})
     mail = [c.pk for c in alerts if modes[owner[c.portfolio_id]] == DriftAlertSetting.Mode.DRIFT]
     transaction.on_commit(lambda: _enqueue_emails(mail))
-
-
-def recompute_request_bulk(*, portfolio_ids: list[int]) -> dict[int, int]:
-    """A pending run for each portfolio (a pending one is reused), queued in chunks once the transaction
-    commits. Returns {portfolio id: run id}. Must run inside a transaction."""
-    from portfolios.recommendations.services import _enqueue_chunks, run_inputs_for
-
-    runs: dict[int, int] = {}
-    for start in range(0, len(portfolio_ids), BULK):
-        batch = list(Portfolio.objects.filter(id__in=portfolio_ids[start:start + BULK]))
-        pending = dict(
-            RebalanceRun.objects.select_for_update()
-            .filter(portfolio__in=batch, status=RebalanceRun.Status.PENDING)
-            .values_list("portfolio_id", "id")
-        )
-        created = RebalanceRun.objects.bulk_create([
-            RebalanceRun(portfolio=p, trigger=RebalanceRun.Trigger.PRICES, profile=p.profile,
-                         inputs=run_inputs_for(p))
-            for p in batch if p.pk not in pending
-        ])
-        fresh = {run.portfolio_id: run.pk for run in created}
-        runs.update(pending)
-        runs.update(fresh)
-        ids = list(pending.values()) + list(fresh.values())
-        transaction.on_commit(lambda ids=ids: _enqueue_chunks(ids, 25))
-    return runs
 
 
 def _enqueue_emails(check_ids: list[int]) -> None:

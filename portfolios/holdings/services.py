@@ -1,6 +1,6 @@
 """Writes to holdings: importing a parsed file (replace or merge) and manual edits.
 
-Every write requests a rebalance run inside its transaction (the run is queued once it commits).
+Nothing here knows about rebalance runs: the views write, then request the run (same transaction).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from engine.tickers import ticker_normalize
 from portfolios.holdings.importers import ImportFailed, ParsedFile, parse_positions
 from portfolios.marketdata.onboarding import IMPORT_SOURCE, ticker_confirmations_request
 from portfolios.models import Account, ExecutedPlan, Holding, Portfolio, RebalanceRun, Security
-from portfolios.recommendations.services import rebalance_run_request
 
 MODES = ("replace", "merge")
 CASH_TICKER = "CASH"
@@ -105,7 +104,6 @@ def portfolio_import(*, portfolio: Portfolio, parsed: ParsedFile, mode: str = "r
                     file_price_usd=p.price, file_value_usd=p.market_value)
             for p in parsed.positions
         ])
-        rebalance_run_request(portfolio=portfolio, trigger=RebalanceRun.Trigger.IMPORT)
         asked = ticker_confirmations_request(user_id=portfolio.owner_id, tickers=securities)
 
     warnings = list(parsed.warnings)
@@ -129,16 +127,11 @@ def portfolio_import_file(*, portfolio: Portfolio, data: bytes, filename: str = 
 # --- manual edits ------------------------------------------------------------------------------
 
 
-def _edited(portfolio: Portfolio) -> None:
-    rebalance_run_request(portfolio=portfolio, trigger=RebalanceRun.Trigger.EDIT)
-
-
 @transaction.atomic
 def account_create(*, portfolio: Portfolio, name: str, account_type: str = Account.Type.TAXABLE,
                    broker: str = "", number_masked: str = "", cash_usd: Decimal = Decimal("0")) -> Account:
     account = Account.objects.create(portfolio=portfolio, name=name.strip(), account_type=account_type,
                                      broker=broker.strip(), number_masked=number_masked.strip(), cash_usd=cash_usd)
-    _edited(portfolio)
     return account
 
 
@@ -148,15 +141,12 @@ def account_update(*, account: Account, name: str, account_type: str, broker: st
     account.name, account.account_type = name.strip(), account_type
     account.broker, account.number_masked, account.cash_usd = broker.strip(), number_masked.strip(), cash_usd
     account.save()
-    _edited(account.portfolio)
     return account
 
 
 @transaction.atomic
 def account_delete(*, account: Account) -> None:
-    portfolio = account.portfolio
     account.delete()
-    _edited(portfolio)
 
 
 def account_default(*, portfolio: Portfolio) -> Account:
@@ -180,7 +170,6 @@ def holding_create(*, portfolio: Portfolio, account: Account | None, ticker: str
     security = securities_for_tickers([normalized])[normalized]
     holding = Holding.objects.create(account=account, security=security, shares=shares,
                                      cost_basis_usd=cost_basis_usd, acquired_on=acquired_on)
-    _edited(portfolio)
     ticker_confirmations_request(user_id=portfolio.owner_id, tickers=[normalized])
     return holding
 
@@ -196,16 +185,13 @@ def holding_update(*, holding: Holding, account: Account, ticker: str, shares: D
     holding.security = securities_for_tickers([normalized])[normalized]
     holding.shares, holding.cost_basis_usd, holding.acquired_on = shares, cost_basis_usd, acquired_on
     holding.save()
-    _edited(portfolio)
     ticker_confirmations_request(user_id=portfolio.owner_id, tickers=[normalized])
     return holding
 
 
 @transaction.atomic
 def holding_delete(*, holding: Holding) -> None:
-    portfolio = holding.account.portfolio
     holding.delete()
-    _edited(portfolio)
 
 
 # --- executed plans ("I made these trades") ------------------------------------------------------

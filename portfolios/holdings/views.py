@@ -7,7 +7,9 @@ one service or selector call, render or redirect.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
+from typing import TypeVar
 
 from django.contrib import messages
 from django.db import transaction
@@ -111,13 +113,27 @@ def holdings_import_confirm(request: HttpRequest, portfolio_id: int) -> HttpResp
     if not form.is_valid() or form.cleaned_data["token"] != token:
         messages.error(request, "The preview changed (another upload?). Check it and confirm again.")
         return redirect("holdings_import_preview", portfolio_id=portfolio.pk)
-    outcome = services.portfolio_import(portfolio=portfolio, parsed=parsed, mode=form.cleaned_data["mode"])
+    outcome = _then_recompute(portfolio, RebalanceRun.Trigger.IMPORT, lambda: services.portfolio_import(
+        portfolio=portfolio, parsed=parsed, mode=form.cleaned_data["mode"]))
     request.session.pop(_stash_key(portfolio), None)
     messages.success(request, f"Imported {outcome.holdings} position(s) in {outcome.accounts} account(s). "
                               "Suggestions are being recomputed.")
     for warning in outcome.warnings:
         messages.warning(request, warning)
     return redirect("holdings", portfolio_id=portfolio.pk)
+
+
+
+EDIT = RebalanceRun.Trigger.EDIT
+T = TypeVar("T")
+
+
+def _then_recompute(portfolio: Portfolio, trigger: str, write: Callable[[], T]) -> T:
+    """Write, then request a rebalance run, in one transaction (the run is queued once it commits)."""
+    with transaction.atomic():
+        result = write()
+        rebalance_run_request(portfolio=portfolio, trigger=trigger)
+    return result
 
 
 # --- manual editing ----------------------------------------------------------------------------
@@ -128,7 +144,8 @@ def holding_add(request: HttpRequest, portfolio_id: int) -> HttpResponse:
     portfolio = portfolio_for_user(request.user, portfolio_id)
     form = HoldingForm(request.POST or None, portfolio=portfolio)
     if request.method == "POST" and form.is_valid():
-        holding = services.holding_create(portfolio=portfolio, **form.cleaned_data)
+        holding = _then_recompute(portfolio, EDIT, lambda: services.holding_create(portfolio=portfolio,
+                                                                                   **form.cleaned_data))
         messages.success(request, f"Added {holding.shares.normalize():f} {holding.security.ticker} to "
                                   f"{holding.account.name}.")
         _warn_unpriced(request, holding.security)
@@ -148,7 +165,7 @@ def holding_edit(request: HttpRequest, holding_id: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
         data["account"] = data["account"] or holding.account
-        holding = services.holding_update(holding=holding, **data)
+        holding = _then_recompute(portfolio, EDIT, lambda: services.holding_update(holding=holding, **data))
         messages.success(request, f"Saved {holding.security.ticker} in {holding.account.name}.")
         _warn_unpriced(request, holding.security)
         return redirect("holdings", portfolio_id=portfolio.pk)
@@ -163,7 +180,7 @@ def holding_delete(request: HttpRequest, holding_id: int) -> HttpResponse:
     holding = holding_for_user(request.user, holding_id)
     portfolio = holding.account.portfolio
     if request.method == "POST":
-        services.holding_delete(holding=holding)
+        _then_recompute(portfolio, EDIT, lambda: services.holding_delete(holding=holding))
         messages.success(request, f"Deleted {holding.security.ticker} from {holding.account.name}.")
         return redirect("holdings", portfolio_id=portfolio.pk)
     what = f"{holding.shares.normalize():f} {holding.security.ticker} in {holding.account.name}"
@@ -176,7 +193,8 @@ def account_add(request: HttpRequest, portfolio_id: int) -> HttpResponse:
     portfolio = portfolio_for_user(request.user, portfolio_id)
     form = AccountForm(request.POST or None, portfolio=portfolio)
     if request.method == "POST" and form.is_valid():
-        account = services.account_create(portfolio=portfolio, **form.cleaned_data)
+        account = _then_recompute(portfolio, EDIT, lambda: services.account_create(portfolio=portfolio,
+                                                                                   **form.cleaned_data))
         messages.success(request, f"Added the account {account.name}.")
         return redirect("holdings", portfolio_id=portfolio.pk)
     return render(request, "portfolios/holdings/account_form.html",
@@ -190,7 +208,7 @@ def account_edit(request: HttpRequest, account_id: int) -> HttpResponse:
     portfolio = account.portfolio
     form = AccountForm(request.POST or None, portfolio=portfolio, account=account)
     if request.method == "POST" and form.is_valid():
-        services.account_update(account=account, **form.cleaned_data)
+        _then_recompute(portfolio, EDIT, lambda: services.account_update(account=account, **form.cleaned_data))
         messages.success(request, f"Saved the account {account.name}.")
         return redirect("holdings", portfolio_id=portfolio.pk)
     return render(request, "portfolios/holdings/account_form.html",
@@ -203,7 +221,7 @@ def account_delete(request: HttpRequest, account_id: int) -> HttpResponse:
     account = account_for_user(request.user, account_id)
     portfolio = account.portfolio
     if request.method == "POST":
-        services.account_delete(account=account)
+        _then_recompute(portfolio, EDIT, lambda: services.account_delete(account=account))
         messages.success(request, f"Deleted the account {account.name} and its holdings.")
         return redirect("holdings", portfolio_id=portfolio.pk)
     count = account.holdings.count()

@@ -98,13 +98,13 @@ def _enqueue(tickers: list[str]) -> None:
         logger.warning("could not queue the confirmation of %s: broker unavailable", tickers)
 
 
-def securities_confirm(*, tickers: list[str]) -> PriceRefresh | None:
+def securities_confirm(*, tickers: list[str]) -> tuple[PriceRefresh | None, list[str]]:
     """Fetch history and classification of still-unconfirmed `tickers` from the configured provider and
-    write them (a price refresh of just those tickers: it recomputes the portfolios holding them).
-    Returns the PriceRefresh, or None when there was nothing left to confirm."""
-    from portfolios.marketdata.services import prices_refresh
+    write them (a price refresh of just those tickers). Returns the PriceRefresh (None when there was
+    nothing left to confirm) and the tickers whose prices changed: the caller requests the recomputes."""
+    from portfolios.marketdata.services import prices_refresh_changes
 
     wanted = unconfirmed_tickers(tickers)
     if not wanted:
-        return None
-    return prices_refresh(tickers=wanted, provider=settings.PRICE_SOURCE)
+        return None, []
+    return prices_refresh_changes(tickers=wanted, provider=settings.PRICE_SOURCE)

@@ -1,5 +1,7 @@
 """Writes of market data: load the bundled snapshot, refresh prices from a provider, the beat schedule.
 
+Nothing here knows about rebalance runs: the refresh task (marketdata/tasks.py) requests them.
+
 Prices are upserted in bulk (PostgreSQL: COPY into a temporary table, then one INSERT .. ON CONFLICT;
 other databases: batched executemany with ON CONFLICT). Only new or changed, non-missing closes are
 written: existing prices are never deleted and never overwritten by a missing value.
@@ -466,25 +468,27 @@ def _refresh_fetch(
 def prices_refresh(*, tickers: list[str] | None = None, provider: str | None = None) -> PriceRefresh:
     """Run a provider for every held and menu ticker (or `tickers`), write new or changed closes.
 
-    Records a PriceRefresh (status done, partial, failed, or skipped when another refresh holds the
-    lock) and then queues a recompute of every portfolio whose prices changed.
+    Records a PriceRefresh (status done, partial, failed, or skipped when another refresh holds the lock).
     """
+    return prices_refresh_changes(tickers=tickers, provider=provider)[0]
+
+
+def prices_refresh_changes(
+    *, tickers: list[str] | None = None, provider: str | None = None
+) -> tuple[PriceRefresh, list[str]]:
+    """`prices_refresh`, also returning the tickers whose prices changed (the caller decides what follows)."""
     provider_name = provider or settings.PRICE_SOURCE
     with prices_refresh_lock() as locked:
         if locked is False:
             return PriceRefresh.objects.create(
                 provider=provider_name, status=PriceRefresh.Status.SKIPPED, finished_at=timezone.now(),
                 tickers_asked=len(tickers or []), message="Another price refresh was running; this one was skipped.",
-            )
+            ), []
         refresh, changed = _prices_refresh_locked(tickers=tickers, provider_name=provider_name)
         if locked is None:
             refresh.message = (refresh.message + " (ran without the Redis lock: Redis did not answer)").strip()
             refresh.save(update_fields=["message"])
-    if changed:
-        from portfolios.recommendations.services import recompute_after_price_refresh
-
-        recompute_after_price_refresh(tickers=changed)
-    return refresh
+    return refresh, changed
 
 
 def _prices_refresh_locked(*, tickers: list[str] | None, provider_name: str) -> tuple[PriceRefresh, list[str]]:

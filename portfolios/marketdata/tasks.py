@@ -1,11 +1,27 @@
-"""Celery tasks for market data (thin: call a service, retry transient faults)."""
+"""Celery tasks for market data (thin: call a service, retry transient faults) and their orchestration."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from celery import shared_task
 from django.db import OperationalError
 
+if TYPE_CHECKING:
+    from portfolios.models import PriceRefresh
+
 RETRY_BACKOFF_S = (60, 300, 900)
+
+
+def prices_refresh_then_recompute(*, tickers: list[str] | None = None, provider: str | None = None) -> PriceRefresh:
+    """Refresh prices (market data), then request a run for every portfolio whose prices changed."""
+    from portfolios.marketdata.services import prices_refresh_changes
+    from portfolios.recommendations.services import recompute_after_price_refresh
+
+    refresh, changed = prices_refresh_changes(tickers=tickers, provider=provider)
+    if changed:
+        recompute_after_price_refresh(tickers=changed)
+    return refresh
 
 
 @shared_task(bind=True, acks_late=True, max_retries=len(RETRY_BACKOFF_S), soft_time_limit=25 * 60, time_limit=30 * 60)
@@ -14,10 +30,8 @@ def prices_refresh_scheduled(self, tickers: list[str] | None = None, provider: s
 
     Holds a Redis lock so two refreshes never overlap (the second records a "skipped" PriceRefresh).
     """
-    from portfolios.marketdata.services import prices_refresh
-
     try:
-        refresh = prices_refresh(tickers=tickers, provider=provider)
+        refresh = prices_refresh_then_recompute(tickers=tickers, provider=provider)
     except OperationalError as exc:  # the database went away: try again later
         retry = min(self.request.retries, len(RETRY_BACKOFF_S) - 1)
         raise self.retry(exc=exc, countdown=RETRY_BACKOFF_S[retry])
@@ -38,9 +52,12 @@ def securities_confirm(self, tickers: list[str]) -> dict:
     portfolios holding them (see marketdata/onboarding.py). Retries while another price refresh holds the lock."""
     from portfolios.marketdata.onboarding import securities_confirm as confirm
     from portfolios.models import PriceRefresh
+    from portfolios.recommendations.services import recompute_after_price_refresh
 
     try:
-        refresh = confirm(tickers=tickers)
+        refresh, changed = confirm(tickers=tickers)
+        if changed:
+            recompute_after_price_refresh(tickers=changed)
     except OperationalError as exc:
         raise self.retry(exc=exc, countdown=CONFIRM_RETRY_S)
     if refresh is not None and refresh.status == PriceRefresh.Status.SKIPPED:

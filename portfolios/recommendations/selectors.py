@@ -65,16 +65,24 @@ class PortfolioPageState:
         return (timezone.now() - run.created_at).total_seconds() > PENDING_SLOW_SECONDS
 
     @property
+    def queue_unreachable(self) -> bool:
+        """The active run is pending and the task queue refused it (Redis down): the sweep queues it
+        once the queue answers again."""
+        run = self.active_run
+        return run is not None and run.status == RebalanceRun.Status.PENDING and run.queue_failed_at is not None
+
+    @property
     def poll_seconds(self) -> int:
         return POLL_SECONDS_SLOW if self.pending_slow else POLL_SECONDS_FAST
 
 
 def portfolio_page_state(*, portfolio: Portfolio, history_limit: int = 20) -> PortfolioPageState:
     runs = list(RebalanceRun.objects.filter(portfolio=portfolio).order_by("-created_at", "-id")[:history_limit])
-    active = [r for r in runs if r.status in ACTIVE_STATUSES]
     shown = next((r for r in runs if r.status == RebalanceRun.Status.DONE), None)
     if shown is None and len(runs) == history_limit:  # an older done run beyond the history window
         shown = run_latest_done(portfolio=portfolio)
+    # A run older than the shown result is superseded: whatever it is doing, it is never "in progress".
+    active = [r for r in runs if r.status in ACTIVE_STATUSES and (shown is None or _run_order(r) > _run_order(shown))]
     failed = next((r for r in runs if r.status == RebalanceRun.Status.FAILED), None)
     if failed is not None and shown is not None and _run_order(failed) < _run_order(shown):
         failed = None
@@ -92,6 +100,10 @@ def portfolio_page_state(*, portfolio: Portfolio, history_limit: int = 20) -> Po
 
 
 def run_latest_done(*, portfolio: Portfolio) -> RebalanceRun | None:
+    """The newest done run: the one requested last (created_at, then id), whenever it finished.
+
+    The one definition of "latest done run", for the page, the API and both CSV exports.
+    """
     return (
         RebalanceRun.objects.filter(portfolio=portfolio, status=RebalanceRun.Status.DONE)
         .order_by("-created_at", "-id")

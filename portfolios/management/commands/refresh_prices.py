@@ -1,4 +1,4 @@
-"""Refresh prices now from the configured provider (or --provider) and print a summary."""
+"""Refresh prices now from the configured provider (or --provider), recompute what changed, print a summary."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from portfolios.marketdata.providers import PROVIDERS
 from portfolios.marketdata.selectors import prices_are_stale
-from portfolios.marketdata.services import prices_refresh
+from portfolios.marketdata.tasks import prices_refresh_then_recompute
 from portfolios.models import PriceRefresh
 
 
@@ -20,7 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         tickers = [t for raw in options["tickers"] or [] for t in raw.split(",") if t.strip()] or None
-        refresh = prices_refresh(tickers=tickers, provider=options["provider"])
+        refresh = prices_refresh_then_recompute(tickers=tickers, provider=options["provider"])
         if refresh.status == PriceRefresh.Status.SKIPPED:
             raise CommandError("Another price refresh is running; nothing was done. Try again when it has finished.")
         out = self.stdout
