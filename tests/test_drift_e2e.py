@@ -17,12 +17,14 @@ import pandas as pd
 import pytest
 from aiosmtpd.controller import Controller
 from allauth.account.models import EmailAddress
+from django.db import transaction
 
 from portfolios.drift.services import drift_check_run
 from portfolios.holdings.services import portfolio_import_file
 from portfolios.marketdata.selectors import latest_prices
 from portfolios.marketdata.tasks import prices_refresh_scheduled
 from portfolios.models import DriftAlertSetting, DriftCheck, Portfolio, RebalanceRun, Security
+from portfolios.recommendations.services import rebalance_run_request
 from tests.test_drift_services import execute_plan
 from tests.workers import Worker
 
@@ -103,7 +105,9 @@ def test_drift_end_to_end(mail_worker, smtp, alice, client, tmp_path, settings):
     _, inbox = smtp
     assert EmailAddress.objects.filter(user=alice, email=alice.email, verified=True).exists()
     portfolio = Portfolio.objects.create(owner=alice, name="All in tech", profile="moderate")
-    portfolio_import_file(portfolio=portfolio, data=CONCENTRATED, filename="positions.csv")
+    with transaction.atomic():  # as the upload view does: write the holdings, then request the run
+        portfolio_import_file(portfolio=portfolio, data=CONCENTRATED, filename="positions.csv")
+        rebalance_run_request(portfolio=portfolio, trigger=RebalanceRun.Trigger.IMPORT)
     run = wait_for(lambda: RebalanceRun.objects.filter(portfolio=portfolio, status="done").first(), what="first run")
     execute_plan(portfolio, run)
 
