@@ -5,9 +5,16 @@ from django.http import HttpRequest
 from portfolios.marketdata.selectors import prices_are_stale, prices_as_of
 
 
+def request_prices_as_of(request: HttpRequest):
+    """The newest price date, looked up once per request (views and the context processor share it)."""
+    if not hasattr(request, "_prices_as_of"):
+        request._prices_as_of = prices_as_of()
+    return request._prices_as_of
+
+
 def market(request: HttpRequest) -> dict[str, object]:
     """'Prices as of DATE' for every signed-in page, with the stale flag."""
     if not getattr(request, "user", None) or not request.user.is_authenticated:
         return {}
-    as_of = prices_as_of()
+    as_of = request_prices_as_of(request)
     return {"prices_as_of": as_of, "prices_stale": prices_are_stale(as_of)}

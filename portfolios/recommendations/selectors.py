@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db.models import Exists, Func, IntegerField
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from portfolios.marketdata.selectors import prices_are_stale
@@ -69,8 +71,36 @@ class PortfolioPageState:
         return POLL_SECONDS_SLOW if self.pending_slow else POLL_SECONDS_FAST
 
 
+class _TradeCount(Func):
+    """How many trades a run's result lists (NULL when it has no list), without loading the document."""
+
+    output_field = IntegerField()
+    template = "json_array_length(%(expressions)s, '$.trades')"  # SQLite
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        template = ("jsonb_array_length(CASE WHEN jsonb_typeof(%(expressions)s -> 'trades') = 'array' "
+                    "THEN %(expressions)s -> 'trades' END)")
+        return self.as_sql(compiler, connection, template=template, **extra_context)
+
+
+def runs_for_page(*, portfolio: Portfolio, limit: int) -> list[RebalanceRun]:
+    """The newest runs, without their result documents (the page reads the shown one's from the fragment
+    cache); each carries `result_as_of` and `trade_count` for the history table, and (saving the page a
+    round trip) `portfolio_has_holdings`."""
+    return list(
+        RebalanceRun.objects.filter(portfolio=portfolio)
+        .defer("result")
+        .annotate(
+            result_as_of=KT("result__as_of"),
+            trade_count=_TradeCount("result"),
+            portfolio_has_holdings=Exists(Holding.objects.filter(account__portfolio=portfolio)),
+        )
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
 def portfolio_page_state(*, portfolio: Portfolio, history_limit: int = 20) -> PortfolioPageState:
-    runs = list(RebalanceRun.objects.filter(portfolio=portfolio).order_by("-created_at", "-id")[:history_limit])
+    runs = runs_for_page(portfolio=portfolio, limit=history_limit)
     active = [r for r in runs if r.status in ACTIVE_STATUSES]
     shown = next((r for r in runs if r.status == RebalanceRun.Status.DONE), None)
     if shown is None and len(runs) == history_limit:  # an older done run beyond the history window
@@ -81,7 +111,9 @@ def portfolio_page_state(*, portfolio: Portfolio, history_limit: int = 20) -> Po
     running = [r for r in active if r.status == RebalanceRun.Status.RUNNING]
     return PortfolioPageState(
         portfolio=portfolio,
-        has_holdings=Holding.objects.filter(account__portfolio=portfolio).exists(),
+        has_holdings=runs[0].portfolio_has_holdings if runs else Holding.objects.filter(
+            account__portfolio=portfolio
+        ).exists(),
         active_run=active[0] if active else None,
         queued_after_active=bool(running) and len(active) > 1,
         shown_run=shown,
