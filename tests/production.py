@@ -76,15 +76,16 @@ def get(port: int, path: str, *, headers: dict[str, str] | None = None, timeout:
 
 
 @contextlib.contextmanager
-def procfile_web(env: dict[str, str], *, log_path: Path, ready_timeout: float = 60.0) -> Iterator[int]:
+def procfile_web(env: dict[str, str], *, log_path: Path, port: int | None = None, ready_timeout: float = 60.0
+                 ) -> Iterator[int]:
     """Start the Procfile's `web` command through the shell, as a platform would; yield its port.
 
     Waits until /health/ answers, and on the way out stops the whole process group it started.
     """
-    port = free_port()
+    port = port or free_port()
     env = {**env, "PORT": str(port)}
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             ["bash", "-c", "exec " + procfile_command("web")],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
