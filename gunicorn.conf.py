@@ -10,7 +10,9 @@ import os
 
 bind = [f"{os.environ.get('WEB_HOST', '') or '0.0.0.0'}:{os.environ.get('PORT', '') or '8000'}"]  # noqa: S104
 workers = int(os.environ.get("WEB_CONCURRENCY", "") or multiprocessing.cpu_count() + 1)
-worker_class = "sync"
+# WEB_THREADS > 1 gives each worker that many threads (gthread, with keep-alive connections).
+threads = int(os.environ.get("WEB_THREADS", "") or 1)
+worker_class = "gthread" if threads > 1 else "sync"
 # Load the app once in the master: workers fork with Django imported (faster start, shared memory).
 preload_app = True
 # Recycle a worker now and then so slow leaks cannot grow; jitter keeps them from restarting together.

@@ -358,6 +358,8 @@ PERMISSIONS_POLICY = (
 # worker heartbeat). Short socket timeouts and a circuit breaker (advisor/cache.py): with Redis
 # down a call answers as a miss, so pages render without the cache instead of failing or hanging.
 CACHE_URL = os.environ.get("CACHE_URL", "") or REDIS_URL
+if urlparse(CACHE_URL).scheme not in {"redis", "rediss", "unix", "locmem"}:
+    raise ImproperlyConfigured(f"CACHE_URL={CACHE_URL!r} must start with redis://, rediss://, unix:// or be locmem://")
 CACHE_KEY_PREFIX = os.environ.get("CACHE_KEY_PREFIX", "") or "advisor"
 _REDIS_CACHE = {
     "BACKEND": "advisor.cache.ResilientRedisCache",
@@ -369,7 +371,9 @@ _REDIS_CACHE = {
 # Sessions are read from the cache and written through to the database: with Redis down they
 # come from PostgreSQL as before.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
-if DEBUG and not CACHE_URL.startswith("unix"):
+if CACHE_URL == "locmem://":  # asked for (make run without Redis): one process's memory
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+elif DEBUG and not CACHE_URL.startswith("unix"):
     from advisor.cache import redis_answers
 
     if redis_answers(CACHE_URL):
