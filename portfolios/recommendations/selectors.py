@@ -12,12 +12,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Exists, Func, IntegerField
+from django.db.models import Exists, Func, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from portfolios.marketdata.selectors import prices_are_stale
-from portfolios.models import Holding, Portfolio, RebalanceRun
+from portfolios.models import Holding, Portfolio, Price, RebalanceRun
 
 ACTIVE_STATUSES = (RebalanceRun.Status.PENDING, RebalanceRun.Status.RUNNING)
 # A pending run older than this has probably not reached a worker (broker or worker down).
@@ -83,18 +83,22 @@ class _TradeCount(Func):
         return self.as_sql(compiler, connection, template=template, **extra_context)
 
 
+def portfolios_for_page() -> QuerySet[Portfolio]:
+    """Portfolios with what the portfolio page needs besides its runs, read in the same query:
+    `page_has_holdings` and `page_prices_as_of` (the newest price date, as `prices_as_of()` gives it)."""
+    return Portfolio.objects.annotate(
+        page_has_holdings=Exists(Holding.objects.filter(account__portfolio=OuterRef("pk"))),
+        page_prices_as_of=Subquery(Price.objects.order_by("-date").values("date")[:1]),
+    )
+
+
 def runs_for_page(*, portfolio: Portfolio, limit: int) -> list[RebalanceRun]:
     """The newest runs, without their result documents (the page reads the shown one's from the fragment
-    cache); each carries `result_as_of` and `trade_count` for the history table, and (saving the page a
-    round trip) `portfolio_has_holdings`."""
+    cache); each carries `result_as_of` and `trade_count` for the history table."""
     return list(
         RebalanceRun.objects.filter(portfolio=portfolio)
         .defer("result")
-        .annotate(
-            result_as_of=KT("result__as_of"),
-            trade_count=_TradeCount("result"),
-            portfolio_has_holdings=Exists(Holding.objects.filter(account__portfolio=portfolio)),
-        )
+        .annotate(result_as_of=KT("result__as_of"), trade_count=_TradeCount("result"))
         .order_by("-created_at", "-id")[:limit]
     )
 
@@ -111,9 +115,7 @@ def portfolio_page_state(*, portfolio: Portfolio, history_limit: int = 20) -> Po
     running = [r for r in active if r.status == RebalanceRun.Status.RUNNING]
     return PortfolioPageState(
         portfolio=portfolio,
-        has_holdings=runs[0].portfolio_has_holdings if runs else Holding.objects.filter(
-            account__portfolio=portfolio
-        ).exists(),
+        has_holdings=_has_holdings(portfolio),
         active_run=active[0] if active else None,
         queued_after_active=bool(running) and len(active) > 1,
         shown_run=shown,
@@ -121,6 +123,11 @@ def portfolio_page_state(*, portfolio: Portfolio, history_limit: int = 20) -> Po
         latest_run=runs[0] if runs else None,
         history=runs,
     )
+
+
+def _has_holdings(portfolio: Portfolio) -> bool:
+    known = getattr(portfolio, "page_has_holdings", None)  # read with the row (portfolios_for_page)
+    return known if known is not None else Holding.objects.filter(account__portfolio=portfolio).exists()
 
 
 def run_latest_done(*, portfolio: Portfolio) -> RebalanceRun | None:

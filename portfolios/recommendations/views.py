@@ -20,6 +20,7 @@ from portfolios.recommendations.forms import RebalanceOptionsForm
 from portfolios.recommendations.fragments import page_fragments_prefetch
 from portfolios.recommendations.selectors import (
     portfolio_page_state,
+    portfolios_for_page,
     result_display,
     run_done_for_portfolio,
     run_inputs_display,
@@ -44,9 +45,16 @@ def _page_context(request: HttpRequest, portfolio: Portfolio) -> dict:
     }
 
 
+def _portfolio_for_page(request: HttpRequest, portfolio_id: int) -> Portfolio:
+    """The portfolio with the page's other scalars in the same query (the newest price date included)."""
+    portfolio = portfolio_for_user(request.user, portfolio_id, queryset=portfolios_for_page())
+    request_prices_as_of(request, known=portfolio.page_prices_as_of)
+    return portfolio
+
+
 @require_safe
 def portfolio_detail(request: HttpRequest, portfolio_id: int) -> HttpResponse:
-    portfolio = portfolio_for_user(request.user, portfolio_id)
+    portfolio = _portfolio_for_page(request, portfolio_id)
     context = _page_context(request, portfolio) | {"form": RebalanceOptionsForm(instance=portfolio)}
     context["fragments"] = page_fragments_prefetch(
         portfolio=portfolio, run=context["state"].shown_run, price_warnings=context["price_warnings"]
@@ -57,7 +65,7 @@ def portfolio_detail(request: HttpRequest, portfolio_id: int) -> HttpResponse:
 @require_safe
 def run_status(request: HttpRequest, portfolio_id: int) -> HttpResponse:
     """The polled status fragment. Once no run is active it also swaps in the result and history."""
-    portfolio = portfolio_for_user(request.user, portfolio_id)
+    portfolio = _portfolio_for_page(request, portfolio_id)
     context = _page_context(request, portfolio)
     context["oob"] = context["state"].active_run is None  # finished: swap in the result and history too
     return render(request, TEMPLATES + "partials/run_status_response.html", context)
