@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.exceptions import RedisError
 
 logger = logging.getLogger("advisor.cache")
@@ -65,11 +65,28 @@ def _default(key: str, default: Any = None, *args: Any, **kwargs: Any) -> Any:
     return default
 
 
+class _ReusedClient(RedisCacheClient):
+    """Django's client builds a new `redis.Redis` object (and its ~170 response callbacks) for every
+    call; one per connection pool is enough (it is thread-safe, and the pool reconnects after a fork)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clients: dict[int, Any] = {}
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        index = self._get_connection_pool_index(write)
+        client = self._clients.get(index)
+        if client is None:
+            client = self._clients[index] = self._client(connection_pool=self._get_connection_pool(write))
+        return client
+
+
 class ResilientRedisCache(RedisCache):
     """RedisCache whose every call answers within the socket timeouts, Redis up or down."""
 
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
+        self._class = _ReusedClient
         self.breaker = _Breaker()
 
     get = _degrading(_default)(RedisCache.get)
