@@ -107,6 +107,29 @@ def wrk(port: int, path: str, *, cookie: str, duration: int, connections: int) -
             else ""}
 
 
+def _cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """utime + stime of a process (and of its reaped children) from /proc, in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def stack_cpu_seconds(master_pid: int) -> float:
+    """CPU the stack under test has used: gunicorn (master, workers, workers already reaped) and the
+    PostgreSQL backends serving its database. Redis is shared with other work here and left out."""
+    import psycopg
+
+    workers = [int(p) for p in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        backends = [row[0] for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (DB_NAME,))]
+    return (_cpu_seconds(master_pid, children=True) + sum(_cpu_seconds(w) for w in workers)
+            + sum(_cpu_seconds(b) for b in backends))
+
+
 def combine(slices: list[dict[str, float]]) -> dict:
     """Equal-length slices of one page: mean throughput, median p50/p90, and the worst slice's p99."""
     ordered = sorted(slices, key=lambda f: f["p50"])
@@ -132,7 +155,7 @@ def main() -> int:
         return 2
 
     static_root = Path(tempfile.mkdtemp(prefix="bench-web-static-"))
-    from tests.production import collectstatic, get, procfile_web, production_env
+    from tests.production import collectstatic, get, procfile_web_process, production_env
 
     env = production_env(database_url=DATABASE_URL, redis_url=REDIS_URL, static_root=static_root,
                          CACHE_KEY_PREFIX=f"bench-web-{os.getpid()}")
@@ -153,7 +176,7 @@ def main() -> int:
 
         connections.close_all()
         log = ROOT / "var" / "bench-web-gunicorn.log"
-        with procfile_web(env, log_path=log) as port:
+        with procfile_web_process(env, log_path=log) as (port, server):
             pages = {"health": "/health/", "holdings": f"/portfolios/{portfolio_id}/holdings/",
                      "page": f"/portfolios/{portfolio_id}/"}
             for path in pages.values():  # each answers 200 for this user before it is timed
@@ -169,14 +192,21 @@ def main() -> int:
             # The machine is shared, so its load drifts: each page gets the same slices of time, taken in
             # turns (health, holdings, page, health, ...), and its figures add up over its slices.
             rounds: dict[str, list[dict[str, float]]] = {name: [] for name in pages}
+            cpu = dict.fromkeys(pages, 0.0)
             for _ in range(args.rounds):
                 for name, path in pages.items():
+                    before = stack_cpu_seconds(server.pid)
                     rounds[name].append(wrk(port, path, cookie=cookie, duration=args.duration // args.rounds,
                                             connections=args.connections))
+                    cpu[name] += stack_cpu_seconds(server.pid) - before
             figures = {name: combine(slices) for name, slices in rounds.items()}
+            for name in pages:  # CPU per request: what the load on this shared machine cannot skew
+                requests = figures[name]["rps"] * (args.duration // args.rounds) * args.rounds
+                figures[name]["cpu_ms"] = cpu[name] / requests * 1000 if requests else float("nan")
             for name, path in pages.items():
                 f = figures[name]
-                print(f"{name:9s} {path:28s} {f['rps']:8.1f} req/s  p50 {f['p50']:6.1f} ms  "
+                print(f"{name:9s} {path:28s} {f['rps']:8.1f} req/s  {f['cpu_ms']:5.2f} ms CPU/req  "
+                      f"p50 {f['p50']:6.1f} ms  "
                       f"p90 {f['p90']:6.1f} ms  p99 {f['p99']:6.1f} ms (slices: "
                       f"{', '.join(f'{r:.0f}' for r in f['slice_p99'])})  non-2xx {f['non2xx']}"
                       f"{'  socket errors ' + f['socket_errors'] if f['socket_errors'] else ''}", flush=True)
@@ -188,6 +218,10 @@ def main() -> int:
             connections.close_all()
             drop_database()
     ratio = figures["page"]["rps"] / figures["health"]["rps"]
+    cpu_ratio = figures["health"]["cpu_ms"] / figures["page"]["cpu_ms"]
+    print(f"CPU per request (gunicorn + PostgreSQL): health {figures['health']['cpu_ms']:.2f} ms, page "
+          f"{figures['page']['cpu_ms']:.2f} ms: on a machine of its own the page would reach about "
+          f"{cpu_ratio:.0%} of health's throughput; load average after {os.getloadavg()[0]:.2f}")
     p99 = figures["page"]["p99"]
     print(f"suggestions page / health throughput: {ratio:.0%} (goal at least {GOAL_RATIO:.0%}): "
           f"{'met' if ratio >= GOAL_RATIO else 'NOT met'}; page p99 {p99:.1f} ms (goal under "

@@ -82,6 +82,14 @@ def procfile_web(env: dict[str, str], *, log_path: Path, port: int | None = None
 
     Waits until /health/ answers, and on the way out stops the whole process group it started.
     """
+    with procfile_web_process(env, log_path=log_path, port=port, ready_timeout=ready_timeout) as (port, _):
+        yield port
+
+
+@contextlib.contextmanager
+def procfile_web_process(env: dict[str, str], *, log_path: Path, port: int | None = None,
+                         ready_timeout: float = 60.0) -> Iterator[tuple[int, subprocess.Popen]]:
+    """`procfile_web`, yielding (port, the gunicorn master process: the shell execs it)."""
     port = port or free_port()
     env = {**env, "PORT": str(port)}
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +112,7 @@ def procfile_web(env: dict[str, str], *, log_path: Path, port: int | None = None
             if time.monotonic() > deadline:
                 raise RuntimeError(f"gunicorn not ready after {ready_timeout}s:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.2)
-        yield port
+        yield port, proc
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
