@@ -9,7 +9,8 @@ import multiprocessing
 import os
 
 bind = [f"{os.environ.get('WEB_HOST', '') or '0.0.0.0'}:{os.environ.get('PORT', '') or '8000'}"]  # noqa: S104
-workers = int(os.environ.get("WEB_CONCURRENCY", "") or multiprocessing.cpu_count() + 1)
+_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else multiprocessing.cpu_count()
+workers = int(os.environ.get("WEB_CONCURRENCY", "") or _cores + 1)
 # WEB_THREADS > 1 gives each worker that many threads (gthread, with keep-alive connections).
 threads = int(os.environ.get("WEB_THREADS", "") or 1)
 worker_class = "gthread" if threads > 1 else "sync"
