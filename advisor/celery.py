@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "advisor.settings")
 
@@ -32,3 +32,22 @@ def warm_engine(**kwargs) -> None:
 
     logging.getLogger("advisor.worker").info(warm_up())
     connections.close_all()
+
+
+_heartbeat = None
+
+
+@worker_ready.connect
+def heartbeat_start(**kwargs) -> None:
+    """Write the worker heartbeat the health endpoint reads (advisor/heartbeat.py)."""
+    global _heartbeat
+    from advisor.heartbeat import HeartbeatThread
+
+    _heartbeat = HeartbeatThread()
+    _heartbeat.start()
+
+
+@worker_shutdown.connect
+def heartbeat_stop(**kwargs) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop()

@@ -120,12 +120,15 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "portfolios",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "advisor.middleware.PrivatePagesMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -159,8 +162,11 @@ TEMPLATES = [
 # --- database --------------------------------------------------------------------------------
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+# Production keeps each process's connection open (checked before reuse) instead of opening one per
+# request; development closes it after each request, as Django does by default.
+DB_CONN_MAX_AGE = envint("DB_CONN_MAX_AGE", 0 if DEBUG else 600, minimum=0)
 try:
-    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 0, minimum=0))
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=DB_CONN_MAX_AGE, conn_health_checks=True)
 except Exception as exc:  # dj_database_url raises several types
     raise ImproperlyConfigured(f"DATABASE_URL={DATABASE_URL!r} is not a database URL: {exc}") from None
 if _db["ENGINE"] == "django.db.backends.sqlite3":
@@ -219,8 +225,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
-STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns when it is missing
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", "") or BASE_DIR / "staticfiles")
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -365,7 +371,62 @@ if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SECURE_REFERRER_POLICY = "same-origin"
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Content-Security-Policy (django-csp 4): scripts only from this site (no inline script anywhere:
+# templates load static/js files). Styles allow inline because Swagger UI's page and htmx's
+# indicator styles carry some; images may be data: URIs (Pico's icons, Swagger UI).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# Browser features no page of ours uses.
+PERMISSIONS_POLICY = (
+    "accelerometer=(), autoplay=(), camera=(), display-capture=(), geolocation=(), gyroscope=(), "
+    "magnetometer=(), microphone=(), midi=(), payment=(), usb=(), interest-cohort=()"
+)
+
+# --- cache -----------------------------------------------------------------------------------
+
+# One Redis cache shared by every process (login rate limits, rendered result fragments, the
+# worker heartbeat). Short socket timeouts and a circuit breaker (advisor/cache.py): with Redis
+# down a call answers as a miss, so pages render without the cache instead of failing or hanging.
+CACHE_URL = os.environ.get("CACHE_URL", "") or REDIS_URL
+if urlparse(CACHE_URL).scheme not in {"redis", "rediss", "unix", "locmem"}:
+    raise ImproperlyConfigured(f"CACHE_URL={CACHE_URL!r} must start with redis://, rediss://, unix:// or be locmem://")
+CACHE_KEY_PREFIX = os.environ.get("CACHE_KEY_PREFIX", "") or "advisor"
+_REDIS_CACHE = {
+    "BACKEND": "advisor.cache.ResilientRedisCache",
+    "LOCATION": CACHE_URL,
+    "KEY_PREFIX": CACHE_KEY_PREFIX,
+    "TIMEOUT": 300,
+    "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5, "retry_on_timeout": False},
+}
+# Sessions are read from the cache and written through to the database: with Redis down they
+# come from PostgreSQL as before.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+if CACHE_URL == "locmem://":  # asked for (make run without Redis): one process's memory
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+elif DEBUG and not CACHE_URL.startswith("unix"):
+    from advisor.cache import redis_answers
+
+    if redis_answers(CACHE_URL):
+        CACHES = {"default": _REDIS_CACHE}
+    else:  # development without Redis: one process's memory (rate limits then hold per process only)
+        import sys
+
+        print(f"Redis at {CACHE_URL} does not answer: caching in process memory instead.", file=sys.stderr)
+        CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    CACHES = {"default": _REDIS_CACHE}
 
 LOGGING = {
     "version": 1,

@@ -20,8 +20,9 @@ def id_parse(raw: str | None) -> int | None:
     return value if 0 < value <= ID_MAX else None
 
 
-def portfolio_for_user(user, portfolio_id: int) -> Portfolio:
-    return get_object_or_404(Portfolio, pk=portfolio_id, owner=user)
+def portfolio_for_user(user, portfolio_id: int, queryset=None) -> Portfolio:
+    """`queryset` (of Portfolio) lets a page read what it needs with the same row, e.g. annotations."""
+    return get_object_or_404(Portfolio if queryset is None else queryset, pk=portfolio_id, owner=user)
 
 
 def account_for_user(user, account_id: int) -> Account:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from portfolios.forms import PortfolioForm
+from portfolios.health import health_report
 from portfolios.holdings.selectors import portfolio_summaries
 
 
@@ -22,9 +22,9 @@ def landing(request: HttpRequest) -> HttpResponse:
 
 @login_not_required
 def health(request: HttpRequest) -> JsonResponse:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return JsonResponse({"ok": True})
+    """For a load balancer: JSON, no sign-in; 503 only when the database does not answer."""
+    report = health_report()
+    return JsonResponse(report, status=200 if report["ok"] else 503)
 
 
 def portfolio_list(request: HttpRequest) -> HttpResponse:

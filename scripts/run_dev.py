@@ -44,6 +44,8 @@ def main() -> int:
                 f"Broker: Redis at {redis_url} does not answer; using the embedded filesystem "
                 "broker under var/broker (start Redis for production-like behaviour)."
             )
+            env.setdefault("CACHE_URL", "locmem://")
+            print("Cache: Redis does not answer; caching in each process's memory instead.")
     manage("migrate", "--noinput", env=env)
     manage("load_market_data", "--if-empty", env=env)
     manage("demo_account", env=env)

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
+from django.conf import settings as django_settings
 
 BROKER = os.environ.get("TEST_BROKER", "1") == "1"
 BROWSER = os.environ.get("TEST_BROWSER", "1" if os.path.exists("/usr/bin/chromium") else "0") == "1"
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "test-artifacts")
+
+# The cache is the shared Redis: keys of this test session (rate-limit counters, fragments, the worker
+# heartbeat) get a prefix of their own, so nothing carries over from another session or worktree.
+# Worker and server subprocesses inherit it through the environment.
+os.environ.setdefault("CACHE_KEY_PREFIX", f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+if django_settings.configured:  # settings already loaded: the cache itself is still created lazily
+    django_settings.CACHES["default"]["KEY_PREFIX"] = os.environ["CACHE_KEY_PREFIX"]
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM calls from the
 # test body are still synchronous, so allow them.

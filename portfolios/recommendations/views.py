@@ -13,12 +13,14 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_POST, require_safe
 
 from portfolios.access import id_parse, portfolio_for_user, run_for_user
+from portfolios.context_processors import request_prices_as_of
 from portfolios.csv_export import TRADE_COLUMNS, csv_response, trades_csv_rows
-from portfolios.marketdata.selectors import prices_as_of
 from portfolios.models import Portfolio, RebalanceRun
 from portfolios.recommendations.forms import RebalanceOptionsForm
+from portfolios.recommendations.fragments import page_fragments_prefetch
 from portfolios.recommendations.selectors import (
     portfolio_page_state,
+    portfolios_for_page,
     result_display,
     run_done_for_portfolio,
     run_inputs_display,
@@ -30,29 +32,41 @@ TEMPLATES = "portfolios/recommendations/"
 EXPORT_EXTRA_COLUMNS = ("est_cost", "est_tax", "realized_gain")
 
 
-def _page_context(portfolio: Portfolio) -> dict:
+def _page_context(request: HttpRequest, portfolio: Portfolio) -> dict:
     state = portfolio_page_state(portfolio=portfolio)
     shown = state.shown_run
+    # The result section itself comes from the fragment cache (partials/result.html): no display here.
     return {
         "portfolio": portfolio,
         "state": state,
-        "display": result_display(result=shown.result) if shown else None,
-        "price_warnings": run_price_warnings(run=shown, latest_prices_as_of=prices_as_of()) if shown else [],
+        "price_warnings": (
+            run_price_warnings(run=shown, latest_prices_as_of=request_prices_as_of(request)) if shown else []
+        ),
     }
+
+
+def _portfolio_for_page(request: HttpRequest, portfolio_id: int) -> Portfolio:
+    """The portfolio with the page's other scalars in the same query (the newest price date included)."""
+    portfolio = portfolio_for_user(request.user, portfolio_id, queryset=portfolios_for_page())
+    request_prices_as_of(request, known=portfolio.page_prices_as_of)
+    return portfolio
 
 
 @require_safe
 def portfolio_detail(request: HttpRequest, portfolio_id: int) -> HttpResponse:
-    portfolio = portfolio_for_user(request.user, portfolio_id)
-    context = _page_context(portfolio) | {"form": RebalanceOptionsForm(instance=portfolio)}
+    portfolio = _portfolio_for_page(request, portfolio_id)
+    context = _page_context(request, portfolio) | {"form": RebalanceOptionsForm(instance=portfolio)}
+    context["fragments"] = page_fragments_prefetch(
+        portfolio=portfolio, run=context["state"].shown_run, price_warnings=context["price_warnings"]
+    )
     return render(request, TEMPLATES + "portfolio_detail.html", context)
 
 
 @require_safe
 def run_status(request: HttpRequest, portfolio_id: int) -> HttpResponse:
     """The polled status fragment. Once no run is active it also swaps in the result and history."""
-    portfolio = portfolio_for_user(request.user, portfolio_id)
-    context = _page_context(portfolio)
+    portfolio = _portfolio_for_page(request, portfolio_id)
+    context = _page_context(request, portfolio)
     context["oob"] = context["state"].active_run is None  # finished: swap in the result and history too
     return render(request, TEMPLATES + "partials/run_status_response.html", context)
 
@@ -63,7 +77,7 @@ def portfolio_options(request: HttpRequest, portfolio_id: int) -> HttpResponse:
     form = RebalanceOptionsForm(request.POST, instance=portfolio)
     if not form.is_valid():
         portfolio.refresh_from_db()  # the bound form must not leak unsaved values into the page
-        context = _page_context(portfolio) | {"form": form, "options_open": True}
+        context = _page_context(request, portfolio) | {"form": form, "options_open": True}
         return render(request, TEMPLATES + "portfolio_detail.html", context, status=400)
     with transaction.atomic():
         form.save()
@@ -93,8 +107,7 @@ def run_detail(request: HttpRequest, portfolio_id: int, run_id: int) -> HttpResp
         "portfolio": run.portfolio,
         "run": run,
         "inputs": run_inputs_display(run=run),
-        "display": result_display(result=run.result) if run.status == RebalanceRun.Status.DONE else None,
-        "price_warnings": run_price_warnings(run=run, latest_prices_as_of=prices_as_of())
+        "price_warnings": run_price_warnings(run=run, latest_prices_as_of=request_prices_as_of(request))
         if run.status == RebalanceRun.Status.DONE else [],
     }
     return render(request, TEMPLATES + "run_detail.html", context)
@@ -110,7 +123,7 @@ def run_print(request: HttpRequest, portfolio_id: int, run_id: int) -> HttpRespo
         "run": run,
         "inputs": run_inputs_display(run=run),
         "display": result_display(result=run.result),
-        "price_warnings": run_price_warnings(run=run, latest_prices_as_of=prices_as_of()),
+        "price_warnings": run_price_warnings(run=run, latest_prices_as_of=request_prices_as_of(request)),
     }
     return render(request, TEMPLATES + "run_print.html", context)
 
