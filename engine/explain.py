@@ -1,4 +1,5 @@
-"""Words: a reason per trade, a message per relaxed limit, a one-sentence summary."""
+"""Words: a reason per trade, a message per relaxed limit and its cause, a warning on idle cash, a one-sentence
+summary."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,7 +15,14 @@ from engine.exposures import GICS_SECTORS, ExposureModel
 from engine.limits import FINANCIALS, SMALL, TOLERANCE, Breach, Limits, Metrics
 from engine.target import Target
 from engine.tax import Realisation
-from engine.types import SecurityInfo
+from engine.types import Options, SecurityInfo
+
+if TYPE_CHECKING:
+    from engine.prepare import Prepared
+    from engine.problem import Solution
+
+IDLE_CASH_SHARE = 0.005  # cash kept beyond what the person had, over this share of V (and over what no order can
+# invest: the cheapest buyable share or the minimum trade in each account), is explained in a warning
 
 ACCOUNT_LABELS: Mapping[str, str] = {
     "traditional_ira": "a traditional IRA",
@@ -304,3 +313,116 @@ def summary_sentence(
         text += f"; {len(relaxed)} limit{'s' if len(relaxed) != 1 else ''} relaxed"
     return text + "."
 
+
+# ---------------------------------------------------------------- causes and idle cash
+
+
+def idle_cash_warning(
+    prep: Prepared, options: Options, solution: Solution, cont: Metrics, cash_after: np.ndarray, total_after: float
+) -> str | None:
+    """Plain words on cash kept beyond what the person had (cash added is to be invested; a withdrawal is
+    raised by sales), or None when it is only a rounding remainder (see IDLE_CASH_SHARE).
+    cash_after (m,) USD; total_after USD."""
+    had = prep.cash_start
+    extra = cash_after - had
+    m = len(prep.accounts)
+    uninvestable = np.full(m, np.inf)  # USD per account that no order could invest
+    for a in range(m):
+        buy = prep.can_buy & (prep.slot_account == a)
+        if buy.any():
+            share = 0.0 if options.fractional else float((prep.prices[buy] * (1 + prep.cost_rate[buy])).min())
+            uninvestable[a] = max(float(options.min_trade_usd), share)
+    tolerance = max(IDLE_CASH_SHARE * prep.value, float(uninvestable[np.isfinite(uninvestable)].sum()))
+    if extra.sum() <= tolerance:
+        return None
+    lim = prep.limits
+    target_cash = prep.target.cash
+    solver_extra = float((solution.cash * prep.value - had).sum())
+    stuck = [prep.accounts[a] for a in range(m) if not np.isfinite(uninvestable[a]) and extra[a] > 1.0]
+    if stuck:
+        why = f"nothing on the menu can be bought in {', '.join(stuck)}; add funds to the menu to invest it"
+    elif cash_after.sum() <= target_cash * total_after + tolerance:
+        why = f"the {prep.profile.name} target mix keeps {pct(target_cash)} of the portfolio in cash"
+    elif solver_extra <= tolerance:
+        how = "whole shares" if not options.fractional else "trade sizes"
+        why = (f"rounding to {how} and the {usd(options.min_trade_usd)} minimum trade size, while keeping your "
+               f"limits, left it uninvested; a next run would invest it")
+    elif float(solution.buys.sum()) >= lim.max_turnover + prep.cash_in() / prep.value - 1e-6:
+        why = (f"the turnover limit of {pct(lim.max_turnover)} per run caps purchases (buys paid from sales count "
+               f"toward it); a next run would invest it")
+    elif cont.volatility >= lim.vol_cap - 1e-4:
+        why = (f"holding it as cash is what keeps volatility within your {pct(lim.vol_cap)} cap with the funds on "
+               f"the menu")
+    else:
+        why = "no purchase within your limits was worth its trading costs"
+    return idle_cash_message(cash_usd=float(cash_after.sum()), share=float(cash_after.sum()) / total_after,
+                             extra_usd=float(extra.sum()), had_usd=float(had.sum()), why=why)
+
+
+def top_name(model: ExposureModel, w: np.ndarray) -> tuple[str, float]:
+    if not len(model.names):
+        return ("", 0.0)
+    values = model.names_matrix @ w
+    i = int(np.argmax(values))
+    return model.names[i], float(values[i])
+
+
+def cause_of(breach: Breach, prep: Prepared, cont: Metrics, options) -> Cause:
+    lim = prep.limits
+    solver_met = _solver_met(breach, prep, cont)
+    if solver_met:
+        how = "rounding to whole shares" if not options.fractional else "leaving out trades under the minimum size"
+        fix = "fractional shares would meet it exactly" if not options.fractional else "a next run would fine-tune it"
+        return Cause(f"{how} and the {usd(options.min_trade_usd)} minimum trade size leave it there", fix)
+    if breach.limit == "max_turnover":
+        return Cause("meeting the other limits (or raising the withdrawal) needs more trading than that",
+                     "the turnover limit applies again on the next run")
+    blockers = _keep_blockers(breach, prep)
+    if blockers:
+        return Cause(f"you asked to keep {', '.join(blockers)}", "allow selling them to meet it")
+    if options.buy_only:
+        return Cause("buy-only mode allows no sales and the cash available is not enough",
+                     "add cash or switch off buy-only to meet it")
+    if cont.turnover >= lim.max_turnover - 1e-4:
+        return Cause(f"the turnover limit of {pct(lim.max_turnover)} per run was reached",
+                     f"a next run would continue from here and bring it to {pct(breach.requested)}")
+    return Cause("it conflicts with the other limits of the profile",
+                 "loosen it or choose another risk profile to meet it")
+
+
+def _solver_met(breach: Breach, prep: Prepared, cont: Metrics) -> bool:
+    lim = prep.limits
+    if breach.limit == "volatility_cap":
+        return cont.volatility <= lim.vol_cap + TOLERANCE
+    if breach.limit == "max_turnover":
+        return cont.turnover <= lim.max_turnover + TOLERANCE
+    if breach.limit == "min_financials":
+        return cont.equity <= 1e-9 or float(cont.sectors[4]) >= lim.min_financials - TOLERANCE
+    if breach.limit == "min_small_cap":
+        return cont.equity <= 1e-9 or cont.small >= lim.min_small_cap - TOLERANCE
+    if breach.limit.startswith("max_sector:"):
+        return float(cont.sectors[GICS_SECTORS.index(breach.limit.split(":", 1)[1])]) <= lim.max_sector + TOLERANCE
+    if breach.limit.startswith("max_single_stock:"):
+        i = prep.exposures.names.index(breach.limit.split(":", 1)[1])
+        return float(cont.names[i]) <= lim.max_single_stock + TOLERANCE
+    return False
+
+
+def _keep_blockers(breach: Breach, prep: Prepared) -> list[str]:
+    """Held tickers that may not be sold and feed the breached (max) limit."""
+    e = prep.exposures
+    found: list[str] = []
+    for j, ticker in enumerate(prep.slot_ticker):
+        if prep.can_sell[j] or prep.shares0[j] <= 0 or ticker in found:
+            continue
+        a = prep.slot_asset[j]
+        feeds = False
+        if breach.limit.startswith("max_sector:"):
+            feeds = e.sectors[GICS_SECTORS.index(breach.limit.split(":", 1)[1]), a] > 0.2
+        elif breach.limit.startswith("max_single_stock:"):
+            feeds = e.names_matrix[e.names.index(breach.limit.split(":", 1)[1]), a] > 0.02
+        elif breach.limit == "volatility_cap":
+            feeds = e.equity[a] > 0.5
+        if feeds:
+            found.append(ticker)
+    return found

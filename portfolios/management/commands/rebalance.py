@@ -116,8 +116,8 @@ class Command(BaseCommand):
         }
         lots, cash = parsed_file_lots(parsed)
         try:
-            request, market_long = build_request(lots=lots, cash=cash, options=options_from_inputs(inputs))
-            document = compute_document(request, market_long)
+            request, snapshot = build_request(lots=lots, cash=cash, options=options_from_inputs(inputs))
+            document = compute_document(request, snapshot)
         except EngineError as exc:
             raise CommandError(f"{path}: no suggestion could be made: {exc}", returncode=3) from None
         document["warnings"] = list(parsed.warnings) + list(document.get("warnings", []))
