@@ -123,7 +123,7 @@ def last_trading_day(index: pd.DatetimeIndex, day: dt.date) -> pd.Timestamp | No
     return None if position < 0 else index[position]
 
 
-def as_date(value: dt.date | str) -> dt.date:
+def as_date(value: object) -> dt.date:
     """``datetime.date`` from a date, a datetime or an ISO string (``YYYY-MM-DD``)."""
     if isinstance(value, dt.datetime):
         return value.date()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -131,22 +131,29 @@ def _best(options: list[tuple[float, Callable[[], str]]]) -> str:
     return max(options, key=lambda o: o[0])[1]()
 
 
+def _cut_name(ctx: Context, i: int) -> str:
+    b, af = ctx.before, ctx.after
+    return (f"cuts {ctx.exposures.names[i]} (held directly and inside funds) {from_to(b.names[i], af.names[i])} of "
+            f"the portfolio; your limit is {pct(ctx.limits.max_single_stock)}")
+
+
+def _cut_sector(ctx: Context, j: int) -> str:
+    return (f"cuts {GICS_SECTORS[j]} {from_to(ctx.before.sectors[j], ctx.after.sectors[j])}; "
+            f"your limit is {pct(ctx.limits.max_sector)}")
+
+
 def _sell_reason(ctx: Context, a: int) -> str:
     e, lim, b, af = ctx.exposures, ctx.limits, ctx.before, ctx.after
     options: list[tuple[float, Callable[[], str]]] = []
-    top_sector, top_share, has_names = (facts[a] for facts in ctx.asset_facts)
+    top_sector, top_share, has_names = ctx.asset_facts[0][a], ctx.asset_facts[1][a], ctx.asset_facts[2][a]
     if has_names and ctx.names_over.any():
         in_asset = e.names_matrix[:, a]
-        for i in np.nonzero(ctx.names_over & (in_asset >= 0.05))[0]:
-            options.append((120 + in_asset[i], lambda i=i: (
-                f"cuts {e.names[i]} (held directly and inside funds) {from_to(b.names[i], af.names[i])} of the "
-                f"portfolio; your limit is {pct(lim.max_single_stock)}")))
+        for i in np.nonzero(ctx.names_over & (in_asset >= 0.05))[0].tolist():
+            options.append((120 + in_asset[i], partial(_cut_name, ctx, i)))
     if top_share >= 0.2 and ctx.sectors_over.any():
         shares = e.sectors[:, a]
-        for s in np.nonzero(ctx.sectors_over & (shares >= 0.2))[0]:
-            options.append((100 + shares[s], lambda s=s: (
-                f"cuts {GICS_SECTORS[s]} {from_to(b.sectors[s], af.sectors[s])}; "
-                f"your limit is {pct(lim.max_sector)}")))
+        for j in np.nonzero(ctx.sectors_over & (shares >= 0.2))[0].tolist():
+            options.append((100 + shares[j], partial(_cut_sector, ctx, j)))
     if b.volatility > lim.vol_cap + TOLERANCE:
         options.append((90, lambda: (f"lowers volatility {from_to(b.volatility, af.volatility)}; "
                                      f"your cap is {pct(lim.vol_cap)}")))
@@ -197,7 +204,7 @@ def _buy_reason(ctx: Context, ticker: str, a: int) -> str:
         options.append((55, lambda: (
             f"adds bonds {pct(ctx.bonds_before)} -> {pct(ctx.bonds_after)} of the portfolio "
             f"(target {pct(sum(w for t, w in ctx.target.weights.items() if _is_bond(ctx, t)))})")))
-    top_sector, top_share, _ = (facts[a] for facts in ctx.asset_facts)
+    top_sector, top_share = ctx.asset_facts[0][a], ctx.asset_facts[1][a]
     if e.equity[a] > 0.5 and top_share < 0.4 and small_share < 0.5:
         region = info.region if info else ""
         where = "international stocks" if region and region != "us" else "the broad market"
@@ -271,7 +278,6 @@ def summary_sentence(
     n_buys: int,
     before: Metrics,
     after: Metrics,
-    limits: Limits,
     est_costs: float,
     est_taxes: float,
     relaxed: Sequence[str],

@@ -12,6 +12,7 @@ from typing import Any
 import cvxpy as cp
 import numpy as np
 
+from engine.errors import OptimizationError
 from engine.problem import ProblemData, Shape, Solution
 from engine.solve import solve_certified
 
@@ -144,7 +145,7 @@ class CompiledProblem:
             + p["relief_penalty"] * cp.sum(self.relief)
         )
         self.problem = cp.Problem(cp.Minimize(objective), constraints)
-        if not self.problem.is_dcp(dpp=True):  # a programming error, not a data problem
+        if not self.problem.is_dcp(dpp=True):  # type: ignore[call-arg]  # cvxpy's decorator hides `dpp`
             raise RuntimeError("the rebalance problem is not DPP")
 
     def set(self, data: ProblemData) -> None:
@@ -213,21 +214,29 @@ class CompiledProblem:
         report = solve_certified(self.problem)
         n, m = data.x0.shape
         L = data.name_matrix.shape[0]
-        name_slack = self.name_slack.value[:L] if self.name_slack is not None else np.zeros(0)
+        name_slack = _value(self.name_slack)[:L] if self.name_slack is not None else np.zeros(0)
         return Solution(
-            x=np.clip(np.asarray(self.x.value)[:n, :m], 0.0, None),
-            buys=np.clip(self.b.value[:n, :m], 0.0, None),
-            sells=np.clip(self.s.value[:n, :m], 0.0, None),
-            w=np.asarray(self.w.value)[:n].copy(),
-            cash=np.asarray(self.cash.value)[:m].copy(),
-            total=float(self.tot.value),
-            limit_slack=np.concatenate([self.base_slack.value, name_slack]),
-            vol_slack=float(self.vol_slack.value),
-            turnover_slack=float(self.turnover_slack.value),
-            relief=self.relief.value[:m].copy(),
+            x=np.clip(_value(self.x)[:n, :m], 0.0, None),
+            buys=np.clip(_value(self.b)[:n, :m], 0.0, None),
+            sells=np.clip(_value(self.s)[:n, :m], 0.0, None),
+            w=_value(self.w)[:n].copy(),
+            cash=_value(self.cash)[:m].copy(),
+            total=float(_value(self.tot)),
+            limit_slack=np.concatenate([_value(self.base_slack), name_slack]),
+            vol_slack=float(_value(self.vol_slack)),
+            turnover_slack=float(_value(self.turnover_slack)),
+            relief=_value(self.relief)[:m].copy(),
             objective=float(self.problem.value),
             report=report,
         )
+
+
+def _value(expression: Any) -> np.ndarray:
+    """The value of a solved variable or expression (a certified solve sets every one)."""
+    value = expression.value
+    if value is None:
+        raise OptimizationError("the solver certified a solution but left a variable without a value")
+    return np.asarray(value)
 
 
 

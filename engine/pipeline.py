@@ -336,7 +336,6 @@ def finish(
         n_buys=sum(t.action == "buy" for t in trades),
         before=r.before,
         after=r.after,
-        limits=prep.limits,
         est_costs=est_costs,
         est_taxes=est_taxes,
         relaxed=[x.limit for x in relaxations],

@@ -109,7 +109,7 @@ class RiskModel:
         return self.volatility(w)
 
 
-def proxy_candidates(ticker: str, info: SecurityInfo | None) -> tuple[str, ...]:
+def proxy_candidates(info: SecurityInfo | None) -> tuple[str, ...]:
     """Tickers whose returns stand in for `ticker`'s missing history, best first."""
     if info is None:
         return _MARKET_PROXIES
@@ -196,7 +196,7 @@ def _covariance(returns: np.ndarray, vols: np.ndarray) -> tuple[np.ndarray, floa
 def _proxy_returns(
     ticker: str, info: SecurityInfo | None, returns: pd.DataFrame
 ) -> tuple[str, np.ndarray | None]:
-    for candidate in proxy_candidates(ticker, info):
+    for candidate in proxy_candidates(info):
         if candidate != ticker and candidate in returns.columns:
             series = returns[candidate].to_numpy()
             if np.isfinite(series).all():

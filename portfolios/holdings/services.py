@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from portfolios.holdings.importers import ImportFailed, ParsedFile, parse_positions, ticker_normalize
+from portfolios.holdings.importers import ImportFailed, ParsedAccount, ParsedFile, parse_positions, ticker_normalize
 from portfolios.models import Account, Holding, Portfolio, RebalanceRun, Security
 from portfolios.recommendations.services import rebalance_run_request
 
@@ -44,6 +44,20 @@ def securities_for_tickers(tickers: Iterable[str]) -> dict[str, Security]:
     return found
 
 
+def _account_write(portfolio: Portfolio, account: Account | None, parsed_account: ParsedAccount, mode: str) -> Account:
+    """Create or update one account from the file (an existing account keeps a type the file only assumed)."""
+    if account is None:
+        account = Account(portfolio=portfolio, name=parsed_account.name)
+    if not (parsed_account.type_assumed and account.pk):
+        account.account_type = parsed_account.account_type
+    account.broker = parsed_account.broker or account.broker
+    account.number_masked = parsed_account.number_masked or account.number_masked
+    if mode == "replace" or parsed_account.cash or account.pk is None:
+        account.cash_usd = parsed_account.cash
+    account.save()
+    return account
+
+
 def portfolio_import(*, portfolio: Portfolio, parsed: ParsedFile, mode: str = "replace") -> ImportOutcome:
     """Write a parsed file into `portfolio`, all or nothing.
 
@@ -67,19 +81,7 @@ def portfolio_import(*, portfolio: Portfolio, parsed: ParsedFile, mode: str = "r
             Holding.objects.filter(account__portfolio=portfolio).delete()
             portfolio.accounts.exclude(name__in=known_accounts).delete()
 
-        accounts: dict[str, Account] = {}
-        for parsed_account in parsed.accounts:
-            account = existing.get(parsed_account.name)
-            if account is None:
-                account = Account(portfolio=portfolio, name=parsed_account.name)
-            if not (parsed_account.type_assumed and account.pk):
-                account.account_type = parsed_account.account_type
-            account.broker = parsed_account.broker or account.broker
-            account.number_masked = parsed_account.number_masked or account.number_masked
-            if mode == "replace" or parsed_account.cash or account.pk is None:
-                account.cash_usd = parsed_account.cash
-            account.save()
-            accounts[account.name] = account
+        accounts = {a.name: _account_write(portfolio, existing.get(a.name), a, mode) for a in parsed.accounts}
 
         securities = securities_for_tickers(p.ticker for p in parsed.positions)
         if mode == "merge":

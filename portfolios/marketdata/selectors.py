@@ -98,7 +98,8 @@ def price_rows(
         day = "CAST(julianday(date) - 2440587.5 AS INTEGER)"
     else:
         day = "date"
-    where, params = [f"security_id IN ({', '.join(['%s'] * len(ids))})"], list(ids)
+    where: list[str] = [f"security_id IN ({', '.join(['%s'] * len(ids))})"]
+    params: list[int | dt.date] = list(ids)
     if start is not None:
         where.append("date >= %s")
         params.append(start)

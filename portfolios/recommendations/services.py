@@ -8,6 +8,7 @@ Call points for other areas:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from django.db import IntegrityError, transaction
@@ -116,7 +117,7 @@ def recompute_after_price_refresh(*, tickers: Iterable[str], chunk_size: int = 2
                 )
             created = RebalanceRun.objects.bulk_create(new_runs)
             run_ids = [run.pk for run in pending.values()] + [run.pk for run in created]
-            transaction.on_commit(lambda run_ids=run_ids: _enqueue_chunks(run_ids, chunk_size))
+            transaction.on_commit(functools.partial(_enqueue_chunks, run_ids, chunk_size))
     return len(portfolio_ids)
 
 
