@@ -478,7 +478,7 @@ def prices_refresh(*, tickers: list[str] | None = None, provider: str | None = N
 
 
 def _prices_refresh_locked(*, tickers: list[str] | None, provider_name: str) -> tuple[PriceRefresh, list[str]]:
-    from portfolios.marketdata.selectors import market_data_cache_clear, prices_as_of
+    from portfolios.marketdata.selectors import prices_as_of
 
     asked = list(dict.fromkeys(ticker_normalize(t) for t in tickers if t.strip())) if tickers else refresh_tickers()
     refresh = PriceRefresh.objects.create(provider=provider_name, tickers_asked=len(asked))
@@ -511,7 +511,6 @@ def _prices_refresh_locked(*, tickers: list[str] | None, provider_name: str) -> 
         refresh.message = f"Unexpected error: {type(exc).__name__}: {exc}"[:2000]
         refresh.save()
         raise
-    market_data_cache_clear()
     changed = sorted(write.rows_by_ticker)
     refresh.tickers_updated, refresh.rows_written = len(changed), write.rows
     refresh.failures = failures
