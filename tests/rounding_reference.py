@@ -1,6 +1,6 @@
 """The rounding repair's reference descent: the algorithm of `engine.rounding` as specified, one candidate
 array at a time (`steps`, `single_scores`, `pair_scores`, `state_score`, `repair_reference`). Slow; the
-engine runs `Repairer.repair` (its fast form, `engine.rounding._Fast`), and the tests hold the fast form to
+engine runs `Repairer.repair` (its fast form, `engine.descent.Descent`), and the tests hold the fast form to
 this one by properties: it never ends worse, and every score it computes agrees within rounding error.
 """
 
@@ -11,15 +11,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.limits import (
+    CASH_WEIGHT,
     FINANCIALS,
     PENALTY_MINIMUM,
     PENALTY_SECTOR,
     PENALTY_SINGLE_STOCK,
     PENALTY_TURNOVER,
     PENALTY_VOLATILITY,
+    PULL_WEIGHT,
     SMALL,
 )
-from engine.rounding import CASH_WEIGHT, PAIR_POOL, PULL_WEIGHT, SINGLE_STEP_PROGRESS, Repairer
+from engine.rounding import PAIR_POOL, SINGLE_STEP_PROGRESS, Repairer
 
 
 @dataclass(frozen=True)

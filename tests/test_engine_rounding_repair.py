@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import engine
-from engine import rounding
+from engine import descent, rounding
 from engine.market import MarketSnapshot
 from engine.sample_data import load_bundled_market
 from engine.types import AccountCash, Options, Position, RebalanceRequest
@@ -131,14 +131,14 @@ def test_a_perturbed_start_needs_pairs_and_ends_no_worse(market, monkeypatch):
     rng = np.random.default_rng(11)
     (repairer, q, relief, q_cont, max_steps), *_ = _captured(market, monkeypatch, OPTIONS[0])
     pairs_seen = 0
-    original = rounding._Fast.best_pair
+    original = descent.Descent.best_pair
 
     def count(self, *args):
         nonlocal pairs_seen
         pairs_seen += 1
         return original(self, *args)
 
-    monkeypatch.setattr(rounding._Fast, "best_pair", count)
+    monkeypatch.setattr(descent.Descent, "best_pair", count)
     for trial in range(6):
         start = q.copy()
         slots = rng.choice(len(q), size=min(len(q), 6), replace=False)
@@ -153,7 +153,7 @@ def test_a_perturbed_start_needs_pairs_and_ends_no_worse(market, monkeypatch):
 def test_the_state_score_agrees_with_the_reference_no_op_step(market, monkeypatch):
     for options in OPTIONS[:4]:
         for repairer, q, relief, q_cont, _ in _captured(market, monkeypatch, options):
-            fast = rounding._Fast(repairer, q.copy(), relief, q_cont)
+            fast = descent.Descent(repairer, q.copy(), relief, q_cont)
             reference = ReferenceRepairer.of(repairer).state_score(q, relief, q_cont)
             np.testing.assert_allclose(fast.current(), reference, rtol=TOLERANCE, atol=TOLERANCE)
 
@@ -229,7 +229,7 @@ def test_every_single_step_score_agrees_with_the_reference(market, monkeypatch, 
     rng = np.random.default_rng(23)
     for captured, q, relief, q_cont, _ in _captured(market, monkeypatch, options):
         repairer = ReferenceRepairer.of(captured)
-        fast = rounding._Fast(captured, q.copy(), relief, q_cont)
+        fast = descent.Descent(captured, q.copy(), relief, q_cont)
         for _ in range(12):
             cols = fast.ok.nonzero()[0]
             if not len(cols):
@@ -254,7 +254,7 @@ def test_every_pair_score_agrees_with_the_reference(market, monkeypatch, options
     rng = np.random.default_rng(29)
     for captured, q, relief, q_cont, _ in _captured(market, monkeypatch, options):
         repairer = ReferenceRepairer.of(captured)
-        fast = rounding._Fast(captured, q.copy(), relief, q_cont)
+        fast = descent.Descent(captured, q.copy(), relief, q_cont)
         for _ in range(4):
             cols = fast.ok.nonzero()[0]
             if len(cols) < 2:
