@@ -311,8 +311,9 @@ def snapshot(
     """Look-through exposures of any weights dict (fractions of total value, `CASH` allowed).
 
     volatility: used as given when not None; otherwise computed from `cov` (a pandas DataFrame indexed
-    and columned by ticker, or an `engine.risk.RiskModel`); otherwise estimated from `market.prices`
-    with the engine's risk model (about 3 years of daily returns).
+    and columned by ticker, an `engine.risk.RiskModel`, or an `engine.market.MarketSnapshot`, whose risk
+    model is sliced: the cheap way for many weights); otherwise estimated from `market.prices` with the
+    engine's risk model (about 3 years of daily returns).
     """
     tickers = [t for t, v in weights.items() if t != CASH and abs(float(v)) > 0]
     w = np.array([float(weights[t]) for t in tickers])
@@ -324,10 +325,13 @@ def snapshot(
 
 
 def _volatility(tickers: list[str], w: np.ndarray, market: MarketData, cov: object) -> float:
+    from engine.market import MarketSnapshot
     from engine.risk import RiskModel, estimate_risk_model
 
     if not tickers:
         return 0.0
+    if isinstance(cov, MarketSnapshot):
+        cov = cov.risk_model(tickers)
     if cov is None:
         cov = estimate_risk_model(market.prices, tickers, market.securities)
     if isinstance(cov, RiskModel):

@@ -26,6 +26,52 @@ def _pad(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
+def _parameters(shape: Shape) -> dict[str, cp.Parameter]:
+    """The cvxpy Parameters of one shape (padded; `CompiledProblem.set` fills them)."""
+    n, m, k, P = shape.n, shape.m, shape.k, shape.P
+    Q, Rb, L, E = shape.Q, shape.Rb, shape.L, shape.E
+    par = cp.Parameter
+    params: dict[str, cp.Parameter] = {
+        "loadings": par((k, n)),
+        "specific": par(n, nonneg=True),
+        "te_scale": par(nonneg=True),  # sqrt(te_weight)
+        "target_factor": par(k),  # te_scale * loadings @ target
+        "asset_scale": par(n, nonneg=True),  # sqrt(te_weight * specific^2 + weight_weight)
+        "asset_target": par(n),  # asset_scale * target
+        "base": par((Q, n)),
+        "gap_matrix": par((E, Q)),
+        "gap_rhs": par(E),
+        "cash_drag": par(nonneg=True),
+        "x0": par((n, m), nonneg=True),
+        "buy_max": par((n, m), nonneg=True),
+        "sell_max": par((n, m), nonneg=True),
+        "buy_factor": par((n, m), nonneg=True),
+        "sell_factor": par((n, m), nonneg=True),
+        "cash0": par(m),
+        "relief_max": par(m, nonneg=True),
+        "cash_max": par(m, nonneg=True),
+        "trade_cost": par((n, m), nonneg=True),
+        "holding_drag": par((n, m), nonneg=True),
+        "vol_cap": par(nonneg=True),
+        "base_limit_matrix": par((Rb, Q)),
+        "base_limit_rhs": par(Rb),
+        "base_limit_penalty": par(Rb, nonneg=True),
+        "buy_budget": par(nonneg=True),
+        "sell_budget": par(nonneg=True),
+        "vol_penalty": par(nonneg=True),
+        "turnover_penalty": par(nonneg=True),
+        "relief_penalty": par(nonneg=True),
+    }
+    if L:
+        params["name_matrix"] = par((L, n))
+        params["name_rhs"] = par(L)
+        params["name_penalty"] = par(L, nonneg=True)
+    for i in range(P):
+        params[f"tax_slope_{i}"] = par((n, m))
+        params[f"tax_intercept_{i}"] = par((n, m))
+    return params
+
+
 class CompiledProblem:
     """One cvxpy problem for one `Shape`; `solve(data)` updates the Parameters and re-solves.
 
@@ -34,47 +80,15 @@ class CompiledProblem:
     def __init__(self, shape: Shape) -> None:
         self.shape = shape
         self._validated = False
+        self.params = _parameters(shape)
+        self._variables(shape)
+        self.problem = cp.Problem(cp.Minimize(self._objective()), self._constraints())
+        if not self.problem.is_dcp(dpp=True):  # type: ignore[call-arg]  # cvxpy's decorator hides `dpp`
+            raise RuntimeError("the rebalance problem is not DPP")
+
+    def _variables(self, shape: Shape) -> None:
         n, m, k, P = shape.n, shape.m, shape.k, shape.P
         Q, Rb, L, E = shape.Q, shape.Rb, shape.L, shape.E
-        par = cp.Parameter
-        self.params: dict[str, cp.Parameter] = {
-            "loadings": par((k, n)),
-            "specific": par(n, nonneg=True),
-            "te_scale": par(nonneg=True),  # sqrt(te_weight)
-            "target_factor": par(k),  # te_scale * loadings @ target
-            "asset_scale": par(n, nonneg=True),  # sqrt(te_weight * specific^2 + weight_weight)
-            "asset_target": par(n),  # asset_scale * target
-            "base": par((Q, n)),
-            "gap_matrix": par((E, Q)),
-            "gap_rhs": par(E),
-            "cash_drag": par(nonneg=True),
-            "x0": par((n, m), nonneg=True),
-            "buy_max": par((n, m), nonneg=True),
-            "sell_max": par((n, m), nonneg=True),
-            "buy_factor": par((n, m), nonneg=True),
-            "sell_factor": par((n, m), nonneg=True),
-            "cash0": par(m),
-            "relief_max": par(m, nonneg=True),
-            "cash_max": par(m, nonneg=True),
-            "trade_cost": par((n, m), nonneg=True),
-            "holding_drag": par((n, m), nonneg=True),
-            "vol_cap": par(nonneg=True),
-            "base_limit_matrix": par((Rb, Q)),
-            "base_limit_rhs": par(Rb),
-            "base_limit_penalty": par(Rb, nonneg=True),
-            "buy_budget": par(nonneg=True),
-            "sell_budget": par(nonneg=True),
-            "vol_penalty": par(nonneg=True),
-            "turnover_penalty": par(nonneg=True),
-            "relief_penalty": par(nonneg=True),
-        }
-        if L:
-            self.params["name_matrix"] = par((L, n))
-            self.params["name_rhs"] = par(L)
-            self.params["name_penalty"] = par(L, nonneg=True)
-        for i in range(P):
-            self.params[f"tax_slope_{i}"] = par((n, m))
-            self.params[f"tax_intercept_{i}"] = par((n, m))
         p = self.params
         self.b = cp.Variable((n, m), nonneg=True)
         self.s = cp.Variable((n, m), nonneg=True)
@@ -100,8 +114,10 @@ class CompiledProblem:
         # X = X0 + B - S >= 0 is implied by S <= sell_max <= X0, so X is an expression, not a variable.
         # w stays a variable: the dense rows (risk, limits, exposures) then touch n columns, not 2 n m.
         self.x = p["x0"] + self.b - self.s
+
+    def _constraints(self) -> list:
+        p = self.params
         specific = cp.multiply(p["specific"], self.w)
-        cash_total = self.tot - cp.sum(self.w)
         constraints = [
             self.w == cp.sum(self.x, axis=1),
             self.factor == p["loadings"] @ self.w,
@@ -128,9 +144,15 @@ class CompiledProblem:
             )
         if self.t is not None:
             constraints += [
-                self.t >= cp.multiply(p[f"tax_slope_{i}"], self.s) + p[f"tax_intercept_{i}"] for i in range(P)
+                self.t >= cp.multiply(p[f"tax_slope_{i}"], self.s) + p[f"tax_intercept_{i}"]
+                for i in range(self.shape.P)
             ]
-        objective = (
+        return constraints
+
+    def _objective(self) -> Any:
+        p = self.params
+        cash_total = self.tot - cp.sum(self.w)
+        return (
             cp.sum_squares(self.te_factor)
             + cp.sum_squares(self.asset_gap)
             + cp.sum_squares(self.exposure_gap)
@@ -144,9 +166,6 @@ class CompiledProblem:
             + p["turnover_penalty"] * self.turnover_slack
             + p["relief_penalty"] * cp.sum(self.relief)
         )
-        self.problem = cp.Problem(cp.Minimize(objective), constraints)
-        if not self.problem.is_dcp(dpp=True):  # type: ignore[call-arg]  # cvxpy's decorator hides `dpp`
-            raise RuntimeError("the rebalance problem is not DPP")
 
     def set(self, data: ProblemData) -> None:
         """Copy `data` into the Parameters, zero-padded to this shape."""
