@@ -397,8 +397,8 @@ class Descent(PairScreen):
     def best_pair(
         self, cols: np.ndarray, violation: float, score: float, bar: float
     ) -> tuple[int, int, float, float] | None:
-        """The pair of steps of the pool `cols` (columns, in the order of `Repairer.pair_scores`' pool) that
-        `repair_reference` takes: the lowest whole score, first in row-major order, among the pairs (on
+        """The pair of steps of the pool `cols` (columns, in the order of the reference's `pair_scores` pool)
+        that the reference descent takes: the lowest whole score, first in row-major order, among the pairs (on
         different slots) lowering the violation below `violation` and the score below `score`, if it is below
         `bar`. Returns (column i, column j, violation, score) or None."""
         pool = self._pool(cols)
