@@ -135,27 +135,40 @@ class MarketSnapshot:
                 self._derived.popitem(last=False)
             return value
 
-    def risk_model(self, universe: Sequence[str]) -> RiskModel:
+    def risk_model(self, universe: Sequence[str], proxies: Mapping[str, str] | None = None) -> RiskModel:
         """The risk model of `universe`: a slice of the window's model when every ticker is a column of it,
-        else a model estimated on the universe alone."""
+        else a model estimated on the universe alone. `proxies` ({ticker: stand-in ticker}) gives a ticker
+        the returns of another (e.g. a mutual fund priced from a file, risk-modelled by its ETF twin)."""
         from engine.risk import universe_risk_model
 
         tickers = tuple(universe)
+        stand_in = _stand_ins(tickers, proxies)
 
         def build() -> RiskModel:
             frame = self.risk
-            if tickers and frame is not None and all(t in frame.index for t in tickers):
-                return frame.slice(tickers)
+            if tickers and frame is not None and all(t in frame.index for t in stand_in):
+                return replace(frame.slice(stand_in), tickers=tickers)
             return universe_risk_model(self.market.prices, tickers, self.market.securities)
 
-        return self.derived(("risk", tickers), build)
+        return self.derived(("risk", tickers, stand_in), build)
 
-    def exposure_models(self, universe: Sequence[str], name_threshold: float) -> tuple[ExposureModel, ExposureModel]:
-        """(optimizer rows with names at or above `name_threshold`, every look-through name) of `universe`."""
+    def exposure_models(
+        self, universe: Sequence[str], name_threshold: float, proxies: Mapping[str, str] | None = None
+    ) -> tuple[ExposureModel, ExposureModel]:
+        """(optimizer rows with names at or above `name_threshold`, every look-through name) of `universe`;
+        a ticker in `proxies` looks through like its stand-in."""
         tickers = tuple(universe)
+        stand_in = _stand_ins(tickers, proxies)
 
         def build() -> tuple[ExposureModel, ExposureModel]:
             with self._lock:  # the catalogue assigns name ids as it meets tickers
-                return self.catalog.models(list(tickers), name_threshold)
+                restricted, full = self.catalog.models(list(stand_in), name_threshold)
+            if stand_in == tickers:
+                return restricted, full
+            return replace(restricted, tickers=tickers), replace(full, tickers=tickers)
 
-        return self.derived(("exposures", tickers, name_threshold), build)
+        return self.derived(("exposures", tickers, stand_in, name_threshold), build)
+
+
+def _stand_ins(tickers: tuple[str, ...], proxies: Mapping[str, str] | None) -> tuple[str, ...]:
+    return tuple(proxies.get(t, t) for t in tickers) if proxies else tickers
