@@ -18,12 +18,13 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) scripts/run_dev.py
 
-## Set up, then ruff and the whole pytest suite (PostgreSQL + Redis when available).
+## Set up, then ruff, mypy, makemigrations --check and the whole pytest suite (PostgreSQL + Redis when available).
 test: $(STAMP)
 	$(PY) scripts/run_tests.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(PY) -m mypy
 
 ## Benchmarks: figures go in the README.
 bench: $(STAMP)

@@ -5,9 +5,9 @@ are solved by
   1. our problem as in production: the compact conic form, Clarabel directly -> "resolve"
   2. the same model as a cvxpy problem built and compiled for every portfolio -> "rebuild"
   3. PyPortfolioOpt's EfficientFrontier per portfolio, same objective and limits -> "pypfopt"
-and the solver's own time inside (1) is the floor. The full `engine.rebalance` pipeline (risk model
-cached, rounding, explanations) is timed too, and a batch of 1,000 portfolios (60 assets) runs on
-2 processes with one `ProblemCache` each. Other processes may share the CPU: figures are medians.
+and the solver's own time inside (1) is the floor. The full `engine.rebalance` pipeline (one
+`MarketSnapshot` for every portfolio, rounding, explanations) is timed too, and a batch of 1,000 portfolios
+(60 assets) runs on 2 processes with one snapshot each. Other processes may share the CPU: figures are medians.
 The last line is machine-readable:
 RESULT n60_ms=<resolve> pypfopt_n60_ms=<pypfopt> floor_n60_ms=<floor> batch_per_s=<batch>
 """
@@ -28,18 +28,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import engine
+from engine.fallback import CompiledProblem
+from engine.market import MarketSnapshot
 from engine.menu import default_menu
-from engine.problem import CompiledProblem, ProblemCache, solve_problem
+from engine.pipeline import problem_data
+from engine.prepare import prepare
+from engine.problem import solve_problem
 from engine.risk import N_FACTORS
 from engine.sample_data import load_bundled_market
 from engine.types import AccountCash, MarketData, Options, Position, RebalanceRequest
 
 SEED = 42
 ACCOUNT = ("IRA", "traditional_ira")
-
-
-def _rebalance_module():
-    return sys.modules["engine.rebalance"]
 
 
 def universe(market: MarketData, n: int) -> tuple[list[str], list[str]]:
@@ -115,12 +115,11 @@ def pypfopt_solve(data, cov: np.ndarray) -> np.ndarray:
 def bench_n(market: MarketData, n: int, count: int) -> dict[str, float]:
     held, menu = universe(market, n)
     requests = portfolios(market, held, menu, count, seed=SEED + n)
-    mod = _rebalance_module()
-    cache = ProblemCache()
+    snapshot = MarketSnapshot.of(market)
     datas = []
     for request in requests:  # pure-invested variant for the like-for-like comparison
-        prep = mod.prepare(request, cache)
-        data = mod.problem_data(prep)
+        prep = prepare(request, snapshot)
+        data = problem_data(prep)
         data.cash_max = np.zeros_like(data.cash_max)  # fully invested, as PyPortfolioOpt is
         data.relief_max = np.zeros_like(data.relief_max)
         data.cost_rate = np.zeros_like(data.cost_rate)  # costs stay in the objective; cash stays exact
@@ -142,7 +141,7 @@ def bench_n(market: MarketData, n: int, count: int) -> dict[str, float]:
             gaps.append(float(np.abs(w_pyp - solution.w / solution.total).max()))
     full = []
     for request in requests:
-        _, ms = _timed(lambda r: engine.rebalance(r, cache=cache), request)
+        _, ms = _timed(lambda r: engine.rebalance(r, snapshot=snapshot), request)
         full.append(ms)
     return {
         "n": n,
@@ -159,12 +158,12 @@ def _worker(args: tuple[int, int]) -> int:
     seed, count = args
     market = load_bundled_market(years=3)
     held, menu = universe(market, 60)
-    cache = ProblemCache()
+    snapshot = MarketSnapshot.of(market)
     requests = portfolios(market, held, menu, count, seed=seed)
-    engine.rebalance(requests[0], cache=cache)  # warm: compile, risk model
+    engine.rebalance(requests[0], snapshot=snapshot)  # warm: risk model, target
     start = time.perf_counter()
     for request in requests:
-        engine.rebalance(request, cache=cache)
+        engine.rebalance(request, snapshot=snapshot)
     return int((time.perf_counter() - start) * 1e6)
 
 

@@ -3,7 +3,8 @@ workers (2 processes) and the real Redis, on PostgreSQL.
 
     .venv/bin/python bench/recompute.py [--portfolios 10000] [--concurrency 2]
 
-Sets up a scratch PostgreSQL database (`bench_recompute`, dropped afterwards) and Redis db 14,
+Sets up a scratch PostgreSQL database (`bench_recompute`, dropped afterwards; `BENCH_DB_NAME` overrides)
+and Redis db 14 (`BENCH_REDIS_URL` overrides: it is flushed),
 loads the bundled market data, creates the portfolios (10 to 40 holdings each, tech-heavy like the
 users we serve), then times `recompute_after_price_refresh` over every ticker until no run is
 pending or running. Goal on the 2-core machine: under 120 s for 10,000 (stretch: under 75 s).
@@ -23,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-DB_NAME = "bench_recompute"
-REDIS_URL = "redis://127.0.0.1:6379/14"
+DB_NAME = os.environ.get("BENCH_DB_NAME", "bench_recompute")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 GOAL_PER_S = 10_000 / 120
 
 

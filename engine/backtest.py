@@ -25,9 +25,10 @@ note says so in plain words.
 
 Many portfolios, one frame: everything that depends on the prices only (the forward fill, each window's
 rebalancing dates and every ticker's price relatives, each stress episode's price moves) is computed once per
-frame object by ``PriceHistory`` (kept in ``PRICE_HISTORIES``, also used by ``engine.scenarios``) over all
-its columns; a portfolio picks out the columns it holds, with the same arithmetic as on a frame of those
-columns alone. A frame passed in must therefore not be modified afterwards (pass a new frame instead).
+frame by ``PriceHistory`` (held by the ``engine.market.MarketSnapshot`` of that market data, also used by
+``engine.scenarios``) over all its columns; a portfolio picks out the columns it holds, with the same
+arithmetic as on a frame of those columns alone. Pass ``history=`` (the snapshot's) for many portfolios;
+``prices=`` builds a history for one call.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -123,7 +123,7 @@ def last_trading_day(index: pd.DatetimeIndex, day: dt.date) -> pd.Timestamp | No
     return None if position < 0 else index[position]
 
 
-def as_date(value: dt.date | str) -> dt.date:
+def as_date(value: object) -> dt.date:
     """``datetime.date`` from a date, a datetime or an ISO string (``YYYY-MM-DD``)."""
     if isinstance(value, dt.datetime):
         return value.date()
@@ -198,49 +198,6 @@ class PriceHistory:
             while len(self._memo) > self._keep:
                 self._memo.popitem(last=False)
             return value
-
-
-class PriceHistories:
-    """Process cache: price frame object -> its ``PriceHistory``, while the frame lives and is among the last
-    ``keep`` used. A weak reference identifies the frame (so a reused id is not mistaken for it, and the
-    history of a frame that is gone is dropped at the next build); a frame passed again is assumed unchanged.
-    Thread-safe."""
-
-    def __init__(self, keep: int = 4) -> None:
-        self.keep = keep
-        self._histories: OrderedDict[int, tuple[weakref.ref[pd.DataFrame], PriceHistory]] = OrderedDict()
-        self._lock = threading.Lock()
-        self.builds = 0
-
-    def get(self, prices: pd.DataFrame) -> PriceHistory:
-        with self._lock:
-            found = self._histories.get(id(prices))
-            if found is not None and found[0]() is prices:
-                self._histories.move_to_end(id(prices))
-                return found[1]
-            for key in [key for key, (frame, _) in self._histories.items() if frame() is None]:
-                del self._histories[key]
-            history = PriceHistory(prices)
-            self.builds += 1
-            self._histories[id(prices)] = (weakref.ref(prices), history)
-            while len(self._histories) > self.keep:
-                self._histories.popitem(last=False)
-            return history
-
-    def __len__(self) -> int:
-        return len(self._histories)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._histories.clear()
-
-
-PRICE_HISTORIES = PriceHistories()
-
-
-def price_history(prices: pd.DataFrame) -> PriceHistory:
-    """The ``PriceHistory`` of a price frame (built on its first use in this process)."""
-    return PRICE_HISTORIES.get(prices)
 
 
 def _rebalance_days(dates: pd.DatetimeIndex, rebalance: str) -> np.ndarray:
@@ -401,11 +358,97 @@ def _empty_result(*, start: str, end: str, rebalance: str, note: str) -> dict[st
     }
 
 
+def history_of(prices: pd.DataFrame | None, history: PriceHistory | None) -> PriceHistory:
+    """``history`` when given, else a ``PriceHistory`` of ``prices`` built for this call."""
+    if history is not None:
+        return history
+    if prices is None:
+        raise ValueError("pass prices= or history=")
+    return PriceHistory(prices)
+
+
+def _check_choices(*, rebalance: str, curve_every: str, start: dt.date | None, years: float) -> None:
+    if rebalance not in REBALANCE_CHOICES:
+        raise ValueError(f"rebalance must be one of {', '.join(REBALANCE_CHOICES)}, not {rebalance!r}")
+    if curve_every not in CURVE_CHOICES:
+        raise ValueError(f"curve_every must be one of {', '.join(CURVE_CHOICES)}, not {curve_every!r}")
+    if start is None and not years > 0:
+        raise ValueError(f"years must be positive, not {years!r}")
+
+
+@dataclass(frozen=True)
+class _Span:
+    """The requested window and the trading days that stand for it (``None`` when there are fewer than two)."""
+
+    start: dt.date
+    end: dt.date
+    first_day: pd.Timestamp | None
+    last_day: pd.Timestamp | None
+    notes: tuple[str, ...]
+
+
+def _span(history: PriceHistory, start: dt.date | str | None, end: dt.date | str | None, years: float) -> _Span:
+    end_requested = as_date(end) if end is not None else history.index[-1].date()
+    if start is not None:
+        start_requested = as_date(start)
+    else:
+        start_requested = end_requested - dt.timedelta(days=round(years * DAYS_PER_YEAR))
+    if start_requested >= end_requested:
+        raise ValueError(f"backtest start {start_requested} must be before its end {end_requested}")
+    notes: list[str] = []
+    last_day = history.last_trading_day(end_requested)
+    first_day = history.last_trading_day(start_requested)
+    if first_day is None:
+        first_day = history.index[0]
+        notes.append(f"Prices begin on {iso(first_day)}, after the requested start {start_requested}.")
+    if last_day is not None and last_day.date() < end_requested and end is not None:
+        notes.append(f"Prices end on {iso(last_day)}, before the requested end {end_requested}.")
+    if last_day is None or last_day <= first_day:
+        return _Span(start_requested, end_requested, None, None, tuple(notes))
+    return _Span(start_requested, end_requested, first_day, last_day, tuple(notes))
+
+
+def _missing_notes(absent: Sequence[str], late: Mapping[str, str | None], rebalance: str) -> list[str]:
+    """Notes on tickers without prices (held as cash throughout) or with a partial history."""
+    notes: list[str] = []
+    if absent:
+        notes.append(f"No prices at all for {', '.join(absent)}: their weight is held as cash throughout.")
+    if late:
+        listed = ", ".join(
+            f"{t} (no prices in the window)" if day is None else f"{t} (from {day})" for t, day in late.items()
+        )
+        when = {
+            "none": "for the whole window (buy-and-hold from the first day)",
+            "monthly": "until the first month-end with a price, when it is bought",
+            "daily": "until its first price, when it is bought",
+        }[rebalance]
+        notes.append(f"Partial history for {listed}: the weight is held as cash {when}.")
+    return notes
+
+
+def _note(start: str, end: str, rebalance: str, notes: Sequence[str]) -> str:
+    how = {
+        "monthly": "rebalanced to the target weights at each month's last close",
+        "daily": "rebalanced to the target weights at every close",
+        "none": "bought at the first close and held without rebalancing",
+    }[rebalance]
+    return " ".join(
+        [
+            f"Hypothetical: how the current and the proposed weights would have done from {start} "
+            f"to {end}, {how}. The proposal was chosen with knowledge of this history (hindsight), so "
+            "these figures are not evidence that it will do better; past returns do not predict future ones. "
+            "Prices are dividend-adjusted closes; cash earns 0%; trading costs and taxes are left out.",
+            *notes,
+        ]
+    )
+
+
 def backtest(
     *,
     before: Mapping[str, float],
     after: Mapping[str, float],
-    prices: pd.DataFrame,
+    prices: pd.DataFrame | None = None,
+    history: PriceHistory | None = None,
     start: dt.date | None = None,
     end: dt.date | None = None,
     years: float = 3.0,
@@ -416,8 +459,8 @@ def backtest(
 
     before/after: {ticker: fraction of total value}, ``CASH`` included.
     prices: DataFrame indexed by date, one column per ticker, adjusted closes in USD, NaN = no price; not
-    modified, and not to be modified afterwards (its tables are kept per frame object, see the module
-    docstring), so passing the same whole-market frame for every portfolio is the cheap way.
+    modified. Or history: the ``PriceHistory`` of such a frame (a ``MarketSnapshot``'s), the cheap way
+    for many portfolios.
     start/end: the window (default: the ``years`` calendar years up to the last price date).
     rebalance: "monthly" | "daily" | "none".
     curve_every: "weekly" | "monthly": the curve's points (first close, then each week's or month's last close).
@@ -427,15 +470,10 @@ def backtest(
     Raises WeightsError for unusable weights, ValueError for an unknown ``rebalance``, a non-positive
     ``years`` or ``start`` not before ``end``.
     """
-    if rebalance not in REBALANCE_CHOICES:
-        raise ValueError(f"rebalance must be one of {', '.join(REBALANCE_CHOICES)}, not {rebalance!r}")
-    if curve_every not in CURVE_CHOICES:
-        raise ValueError(f"curve_every must be one of {', '.join(CURVE_CHOICES)}, not {curve_every!r}")
-    if start is None and not years > 0:
-        raise ValueError(f"years must be positive, not {years!r}")
+    _check_choices(rebalance=rebalance, curve_every=curve_every, start=start, years=years)
     weights_before = weights_normalise(weights=before, label="before")
     weights_after = weights_normalise(weights=after, label="after")
-    history = price_history(prices)
+    history = history_of(prices, history)
     if history.empty:
         return _empty_result(
             start=iso(start) if start else "",
@@ -443,29 +481,15 @@ def backtest(
             rebalance=rebalance,
             note="Hypothetical backtest not computed: there are no prices.",
         )
-
-    end_requested = as_date(end) if end is not None else history.index[-1].date()
-    if start is not None:
-        start_requested = as_date(start)
-    else:
-        start_requested = end_requested - dt.timedelta(days=round(years * DAYS_PER_YEAR))
-    if start_requested >= end_requested:
-        raise ValueError(f"backtest start {start_requested} must be before its end {end_requested}")
-
-    notes: list[str] = []
-    last_day = history.last_trading_day(end_requested)
-    first_day = history.last_trading_day(start_requested)
-    if first_day is None:
-        first_day = history.index[0]
-        notes.append(f"Prices begin on {iso(first_day)}, after the requested start {start_requested}.")
-    if last_day is not None and last_day.date() < end_requested and end is not None:
-        notes.append(f"Prices end on {iso(last_day)}, before the requested end {end_requested}.")
-    if last_day is None or last_day <= first_day:
+    span = _span(history, start, end, years)
+    first_day, last_day = span.first_day, span.last_day
+    if first_day is None or last_day is None:
         return _empty_result(
-            start=start_requested.isoformat(),
-            end=end_requested.isoformat(),
+            start=span.start.isoformat(),
+            end=span.end.isoformat(),
             rebalance=rebalance,
-            note="Hypothetical backtest not computed: fewer than two trading days in the window. " + " ".join(notes),
+            note="Hypothetical backtest not computed: fewer than two trading days in the window. "
+            + " ".join(span.notes),
         )
 
     held = sorted({t for w in (weights_before, weights_after) for t in w if t != CASH})
@@ -480,24 +504,8 @@ def backtest(
     late: dict[str, str | None] = {  # {ticker without a price on the first day: its first day with one}
         t: (window.dates[p] if p >= 0 else None) for t, p in zip(tickers, first_price, strict=True) if p != 0
     }
-    if absent:
-        notes.append(f"No prices at all for {', '.join(absent)}: their weight is held as cash throughout.")
-    if late:
-        listed = ", ".join(
-            f"{t} (no prices in the window)" if day is None else f"{t} (from {day})" for t, day in late.items()
-        )
-        when = {
-            "none": "for the whole window (buy-and-hold from the first day)",
-            "monthly": "until the first month-end with a price, when it is bought",
-            "daily": "until its first price, when it is bought",
-        }[rebalance]
-        notes.append(f"Partial history for {listed}: the weight is held as cash {when}.")
-
-    result: dict[str, Any] = {
-        "start": window.dates[0],
-        "end": window.dates[-1],
-        "rebalance": rebalance,
-    }
+    notes = [*span.notes, *_missing_notes(absent, late, rebalance)]
+    result: dict[str, Any] = {"start": window.dates[0], "end": window.dates[-1], "rebalance": rebalance}
     paths = window.paths.columns(at)
     curve: dict[str, list[Any]] = {"dates": list(window.sample_dates)}
     for label, weights in (("before", weights_before), ("after", weights_after)):
@@ -507,20 +515,6 @@ def backtest(
         result[label] = figures
         curve[label] = round6_all(values[window.samples])
         notes.extend(f"{label}: {n}." for n in metric_notes)
-
-    how = {
-        "monthly": "rebalanced to the target weights at each month's last close",
-        "daily": "rebalanced to the target weights at every close",
-        "none": "bought at the first close and held without rebalancing",
-    }[rebalance]
     result["curve"] = curve
-    result["note"] = " ".join(
-        [
-            f"Hypothetical: how the current and the proposed weights would have done from {result['start']} "
-            f"to {result['end']}, {how}. The proposal was chosen with knowledge of this history (hindsight), so "
-            "these figures are not evidence that it will do better; past returns do not predict future ones. "
-            "Prices are dividend-adjusted closes; cash earns 0%; trading costs and taxes are left out.",
-            *notes,
-        ]
-    )
+    result["note"] = _note(result["start"], result["end"], rebalance, notes)
     return result

@@ -154,7 +154,7 @@ def drift_check(inputs: DriftInputs, feats: Features) -> DriftReport:
         BREAKS_LIMIT if broken[i].any() else DRIFTED if out[i].any() else IN_BAND for i in range(len(x))
     ]
     items = [_items(i, out, x, t, d, band, feats) if out[i].any() else [] for i in range(len(x))]
-    limits = [_limits(i, broken, excess_now, x, feats, inputs) if broken[i].any() else [] for i in range(len(x))]
+    limits = [_limits(i, broken, excess_now, inputs) if broken[i].any() else [] for i in range(len(x))]
     return DriftReport(
         status=status,
         largest=largest,
@@ -217,7 +217,7 @@ def _items(
 
 
 def _limits(
-    i: int, broken: np.ndarray, excess: np.ndarray, x: np.ndarray, feats: Features, inputs: DriftInputs
+    i: int, broken: np.ndarray, excess: np.ndarray, inputs: DriftInputs
 ) -> list[dict]:
     lim = inputs.limits
     values = (lim.max_single_stock[i], lim.max_sector[i], lim.min_small_cap[i], lim.min_financials[i], lim.vol_cap[i])

@@ -1,11 +1,13 @@
-"""Words: a reason per trade, a message per relaxed limit, a one-sentence summary."""
+"""Words: a reason per trade, a message per relaxed limit and its cause, a warning on idle cash, a one-sentence
+summary."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,7 +15,15 @@ from engine.exposures import GICS_SECTORS, ExposureModel
 from engine.limits import FINANCIALS, SMALL, TOLERANCE, Breach, Limits, Metrics
 from engine.target import Target
 from engine.tax import Realisation
-from engine.types import SecurityInfo
+from engine.tickers import ticker_key
+from engine.types import Options, SecurityInfo
+
+if TYPE_CHECKING:
+    from engine.prepare import Prepared
+    from engine.problem import Solution
+
+IDLE_CASH_SHARE = 0.005  # cash kept beyond what the person had, over this share of V (and over what no order can
+# invest: the cheapest buyable share or the minimum trade in each account), is explained in a warning
 
 ACCOUNT_LABELS: Mapping[str, str] = {
     "traditional_ira": "a traditional IRA",
@@ -122,22 +132,29 @@ def _best(options: list[tuple[float, Callable[[], str]]]) -> str:
     return max(options, key=lambda o: o[0])[1]()
 
 
+def _cut_name(ctx: Context, i: int) -> str:
+    b, af = ctx.before, ctx.after
+    return (f"cuts {ctx.exposures.names[i]} (held directly and inside funds) {from_to(b.names[i], af.names[i])} of "
+            f"the portfolio; your limit is {pct(ctx.limits.max_single_stock)}")
+
+
+def _cut_sector(ctx: Context, j: int) -> str:
+    return (f"cuts {GICS_SECTORS[j]} {from_to(ctx.before.sectors[j], ctx.after.sectors[j])}; "
+            f"your limit is {pct(ctx.limits.max_sector)}")
+
+
 def _sell_reason(ctx: Context, a: int) -> str:
     e, lim, b, af = ctx.exposures, ctx.limits, ctx.before, ctx.after
     options: list[tuple[float, Callable[[], str]]] = []
-    top_sector, top_share, has_names = (facts[a] for facts in ctx.asset_facts)
+    top_sector, top_share, has_names = ctx.asset_facts[0][a], ctx.asset_facts[1][a], ctx.asset_facts[2][a]
     if has_names and ctx.names_over.any():
         in_asset = e.names_matrix[:, a]
-        for i in np.nonzero(ctx.names_over & (in_asset >= 0.05))[0]:
-            options.append((120 + in_asset[i], lambda i=i: (
-                f"cuts {e.names[i]} (held directly and inside funds) {from_to(b.names[i], af.names[i])} of the "
-                f"portfolio; your limit is {pct(lim.max_single_stock)}")))
+        for i in np.nonzero(ctx.names_over & (in_asset >= 0.05))[0].tolist():
+            options.append((120 + in_asset[i], partial(_cut_name, ctx, i)))
     if top_share >= 0.2 and ctx.sectors_over.any():
         shares = e.sectors[:, a]
-        for s in np.nonzero(ctx.sectors_over & (shares >= 0.2))[0]:
-            options.append((100 + shares[s], lambda s=s: (
-                f"cuts {GICS_SECTORS[s]} {from_to(b.sectors[s], af.sectors[s])}; "
-                f"your limit is {pct(lim.max_sector)}")))
+        for j in np.nonzero(ctx.sectors_over & (shares >= 0.2))[0].tolist():
+            options.append((100 + shares[j], partial(_cut_sector, ctx, j)))
     if b.volatility > lim.vol_cap + TOLERANCE:
         options.append((90, lambda: (f"lowers volatility {from_to(b.volatility, af.volatility)}; "
                                      f"your cap is {pct(lim.vol_cap)}")))
@@ -188,7 +205,7 @@ def _buy_reason(ctx: Context, ticker: str, a: int) -> str:
         options.append((55, lambda: (
             f"adds bonds {pct(ctx.bonds_before)} -> {pct(ctx.bonds_after)} of the portfolio "
             f"(target {pct(sum(w for t, w in ctx.target.weights.items() if _is_bond(ctx, t)))})")))
-    top_sector, top_share, _ = (facts[a] for facts in ctx.asset_facts)
+    top_sector, top_share = ctx.asset_facts[0][a], ctx.asset_facts[1][a]
     if e.equity[a] > 0.5 and top_share < 0.4 and small_share < 0.5:
         region = info.region if info else ""
         where = "international stocks" if region and region != "us" else "the broad market"
@@ -262,7 +279,6 @@ def summary_sentence(
     n_buys: int,
     before: Metrics,
     after: Metrics,
-    limits: Limits,
     est_costs: float,
     est_taxes: float,
     relaxed: Sequence[str],
@@ -304,3 +320,121 @@ def summary_sentence(
         text += f"; {len(relaxed)} limit{'s' if len(relaxed) != 1 else ''} relaxed"
     return text + "."
 
+
+# ---------------------------------------------------------------- causes and idle cash
+
+
+def idle_cash_warning(
+    prep: Prepared, options: Options, solution: Solution, cont: Metrics, cash_after: np.ndarray, total_after: float
+) -> str | None:
+    """Plain words on cash kept beyond what the person had (cash added is to be invested; a withdrawal is
+    raised by sales), or None when it is only a rounding remainder (see IDLE_CASH_SHARE).
+    cash_after (m,) USD; total_after USD."""
+    had = prep.cash_start
+    extra = cash_after - had
+    m = len(prep.accounts)
+    uninvestable = np.full(m, np.inf)  # USD per account that no order could invest
+    for a in range(m):
+        buy = prep.can_buy & (prep.slot_account == a)
+        if buy.any():
+            share = 0.0 if options.fractional else float((prep.prices[buy] * (1 + prep.cost_rate[buy])).min())
+            uninvestable[a] = max(float(options.min_trade_usd), share)
+    tolerance = max(IDLE_CASH_SHARE * prep.value, float(uninvestable[np.isfinite(uninvestable)].sum()))
+    if extra.sum() <= tolerance:
+        return None
+    lim = prep.limits
+    target_cash = prep.target.cash
+    solver_extra = float((solution.cash * prep.value - had).sum())
+    stuck = [prep.accounts[a] for a in range(m) if not np.isfinite(uninvestable[a]) and extra[a] > 1.0]
+    if stuck:
+        why = f"nothing on the menu can be bought in {', '.join(stuck)}; add funds to the menu to invest it"
+    elif cash_after.sum() <= target_cash * total_after + tolerance:
+        why = f"the {prep.profile.name} target mix keeps {pct(target_cash)} of the portfolio in cash"
+    elif solver_extra <= tolerance:
+        how = "whole shares" if not options.fractional else "trade sizes"
+        why = (f"rounding to {how} and the {usd(options.min_trade_usd)} minimum trade size, while keeping your "
+               f"limits, left it uninvested; a next run would invest it")
+    elif float(solution.buys.sum()) >= lim.max_turnover + prep.cash_in() / prep.value - 1e-6:
+        why = (f"the turnover limit of {pct(lim.max_turnover)} per run caps purchases (buys paid from sales count "
+               f"toward it); a next run would invest it")
+    elif cont.volatility >= lim.vol_cap - 1e-4:
+        why = (f"holding it as cash is what keeps volatility within your {pct(lim.vol_cap)} cap with the funds on "
+               f"the menu")
+    else:
+        why = "no purchase within your limits was worth its trading costs"
+    return idle_cash_message(cash_usd=float(cash_after.sum()), share=float(cash_after.sum()) / total_after,
+                             extra_usd=float(extra.sum()), had_usd=float(had.sum()), why=why)
+
+
+def top_name(model: ExposureModel, w: np.ndarray) -> tuple[str, float]:
+    if not len(model.names):
+        return ("", 0.0)
+    values = model.names_matrix @ w
+    i = int(np.argmax(values))
+    return model.names[i], float(values[i])
+
+
+def cause_of(breach: Breach, prep: Prepared, cont: Metrics, options) -> Cause:
+    lim = prep.limits
+    solver_met = _solver_met(breach, prep, cont)
+    if solver_met:
+        how = "rounding to whole shares" if not options.fractional else "leaving out trades under the minimum size"
+        fix = "fractional shares would meet it exactly" if not options.fractional else "a next run would fine-tune it"
+        return Cause(f"{how} and the {usd(options.min_trade_usd)} minimum trade size leave it there", fix)
+    if breach.limit == "max_turnover":
+        return Cause("meeting the other limits (or raising the withdrawal) needs more trading than that",
+                     "the turnover limit applies again on the next run")
+    blockers = _keep_blockers(breach, prep)
+    fixed = [t for t in blockers if t in {ticker_key(f) for f in options.fixed}]
+    if blockers and len(fixed) == len(blockers):
+        verb = "is" if len(fixed) == 1 else "are"
+        return Cause(f"{', '.join(fixed)} {verb} held fixed at the value your file gave (no market price to trade "
+                     f"at)", "sell or replace them yourself to meet it")
+    if blockers:
+        return Cause(f"you asked to keep {', '.join(blockers)}", "allow selling them to meet it")
+    if options.buy_only:
+        return Cause("buy-only mode allows no sales and the cash available is not enough",
+                     "add cash or switch off buy-only to meet it")
+    if cont.turnover >= lim.max_turnover - 1e-4:
+        return Cause(f"the turnover limit of {pct(lim.max_turnover)} per run was reached",
+                     f"a next run would continue from here and bring it to {pct(breach.requested)}")
+    return Cause("it conflicts with the other limits of the profile",
+                 "loosen it or choose another risk profile to meet it")
+
+
+def _solver_met(breach: Breach, prep: Prepared, cont: Metrics) -> bool:
+    lim = prep.limits
+    if breach.limit == "volatility_cap":
+        return cont.volatility <= lim.vol_cap + TOLERANCE
+    if breach.limit == "max_turnover":
+        return cont.turnover <= lim.max_turnover + TOLERANCE
+    if breach.limit == "min_financials":
+        return cont.equity <= 1e-9 or float(cont.sectors[4]) >= lim.min_financials - TOLERANCE
+    if breach.limit == "min_small_cap":
+        return cont.equity <= 1e-9 or cont.small >= lim.min_small_cap - TOLERANCE
+    if breach.limit.startswith("max_sector:"):
+        return float(cont.sectors[GICS_SECTORS.index(breach.limit.split(":", 1)[1])]) <= lim.max_sector + TOLERANCE
+    if breach.limit.startswith("max_single_stock:"):
+        i = prep.exposures.names.index(breach.limit.split(":", 1)[1])
+        return float(cont.names[i]) <= lim.max_single_stock + TOLERANCE
+    return False
+
+
+def _keep_blockers(breach: Breach, prep: Prepared) -> list[str]:
+    """Held tickers that may not be sold and feed the breached (max) limit."""
+    e = prep.exposures
+    found: list[str] = []
+    for j, ticker in enumerate(prep.slot_ticker):
+        if prep.can_sell[j] or prep.shares0[j] <= 0 or ticker in found:
+            continue
+        a = prep.slot_asset[j]
+        feeds = False
+        if breach.limit.startswith("max_sector:"):
+            feeds = e.sectors[GICS_SECTORS.index(breach.limit.split(":", 1)[1]), a] > 0.2
+        elif breach.limit.startswith("max_single_stock:"):
+            feeds = e.names_matrix[e.names.index(breach.limit.split(":", 1)[1]), a] > 0.02
+        elif breach.limit == "volatility_cap":
+            feeds = e.equity[a] > 0.5
+        if feeds:
+            found.append(ticker)
+    return found

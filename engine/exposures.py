@@ -86,12 +86,7 @@ def asset_exposure(ticker: str, market: MarketData) -> AssetExposure:
     asset_class[_CLASS_INDEX[klass]] = 1.0
     warning = None
     if info.kind == "stock":
-        if info.sector in _SECTOR_INDEX:
-            sectors[_SECTOR_INDEX[info.sector]] = 1.0
-        else:
-            warning = f"{ticker} has no GICS sector in the security master: counted as {UNCLASSIFIED}."
-        size[_SIZE_INDEX.get(info.size, 0)] = 1.0 if klass == "equity" else 0.0
-        return AssetExposure(ticker, "stock", asset_class, sectors, size, {ticker: 1.0}, True, warning)
+        return _stock_exposure(ticker, info, asset_class, klass)
     if klass != "equity":
         return AssetExposure(ticker, info.kind or "etf", asset_class, sectors, size, {}, klass == "cash", None)
     weights = market.etf_sectors.get(ticker)
@@ -111,6 +106,19 @@ def asset_exposure(ticker: str, market: MarketData) -> AssetExposure:
     holdings = market.etf_holdings.get(ticker) or market.etf_holdings.get(HOLDINGS_PROXY.get(ticker, ""), {})
     kind = info.kind or "etf"
     return AssetExposure(ticker, kind, asset_class, sectors, size, dict(holdings), bool(holdings), warning)
+
+
+def _stock_exposure(ticker: str, info: SecurityInfo, asset_class: np.ndarray, klass: str) -> AssetExposure:
+    """A single stock: its own GICS sector and size, itself as its only name."""
+    sectors = np.zeros(len(GICS_SECTORS))
+    size = np.zeros(len(SIZES))
+    warning = None
+    if info.sector in _SECTOR_INDEX:
+        sectors[_SECTOR_INDEX[info.sector]] = 1.0
+    else:
+        warning = f"{ticker} has no GICS sector in the security master: counted as {UNCLASSIFIED}."
+    size[_SIZE_INDEX.get(info.size, 0)] = 1.0 if klass == "equity" else 0.0
+    return AssetExposure(ticker, "stock", asset_class, sectors, size, {ticker: 1.0}, True, warning)
 
 
 def _blend_exposure(ticker: str, info: SecurityInfo, market: MarketData) -> AssetExposure:
@@ -339,8 +347,9 @@ def snapshot(
     """Look-through exposures of any weights dict (fractions of total value, `CASH` allowed).
 
     volatility: used as given when not None; otherwise computed from `cov` (a pandas DataFrame indexed
-    and columned by ticker, or an `engine.risk.RiskModel`); otherwise estimated from `market.prices`
-    with the engine's risk model (about 3 years of daily returns).
+    and columned by ticker, an `engine.risk.RiskModel`, or an `engine.market.MarketSnapshot`, whose risk
+    model is sliced: the cheap way for many weights); otherwise estimated from `market.prices` with the
+    engine's risk model (about 3 years of daily returns).
     """
     tickers = [t for t, v in weights.items() if t != CASH and abs(float(v)) > 0]
     w = np.array([float(weights[t]) for t in tickers])
@@ -352,10 +361,13 @@ def snapshot(
 
 
 def _volatility(tickers: list[str], w: np.ndarray, market: MarketData, cov: object) -> float:
+    from engine.market import MarketSnapshot
     from engine.risk import RiskModel, estimate_risk_model
 
     if not tickers:
         return 0.0
+    if isinstance(cov, MarketSnapshot):
+        cov = cov.risk_model(tickers)
     if cov is None:
         cov = estimate_risk_model(market.prices, tickers, market.securities)
     if isinstance(cov, RiskModel):

@@ -29,6 +29,10 @@ PENALTY_SINGLE_STOCK = 10.0
 PENALTY_SECTOR = 10.0
 PENALTY_MINIMUM = 5.0
 PENALTY_WITHDRAWAL = 200.0
+# The rounding repair's score (engine.rounding): a cash shortfall outweighs every limit (the limits use the
+# solver's penalties); the pull toward the continuous solution is small.
+CASH_WEIGHT = 1e5
+PULL_WEIGHT = 1e-3
 
 
 @dataclass(frozen=True)

@@ -18,18 +18,15 @@ Method (documented choices):
 
 Volatility of weights w (fractions of value, cash riskless) = sqrt(|loadings @ w|^2 + |specific * w|^2).
 
-Sharing: `estimate_risk_model` estimates ONE model per price frame, over all of its columns, and slices
-it for the tickers asked (the rows/columns of a PSD model form a PSD model; each variance stays exact).
-Every portfolio of a worker then reuses the same Ledoit-Wolf fit and eigendecomposition. Models are
-cached by the frame's content (hashed once per frame object, see `FrameModels`); a frame must not be
-changed in place once used. Tickers missing from the frame make a model of their own (as in 1-5).
+Sharing: the engine estimates ONE model per price frame, over all of its columns (`frame_model`), and
+slices it for the tickers asked (the rows/columns of a PSD model form a PSD model; each variance stays
+exact). The frame's model lives in the `engine.market.MarketSnapshot` of that market data, so every
+portfolio a worker computes reuses the same Ledoit-Wolf fit and eigendecomposition. Tickers missing from
+the frame make a model of their own (as in 1-5).
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -112,7 +109,7 @@ class RiskModel:
         return self.volatility(w)
 
 
-def proxy_candidates(ticker: str, info: SecurityInfo | None) -> tuple[str, ...]:
+def proxy_candidates(info: SecurityInfo | None) -> tuple[str, ...]:
     """Tickers whose returns stand in for `ticker`'s missing history, best first."""
     if info is None:
         return _MARKET_PROXIES
@@ -199,7 +196,7 @@ def _covariance(returns: np.ndarray, vols: np.ndarray) -> tuple[np.ndarray, floa
 def _proxy_returns(
     ticker: str, info: SecurityInfo | None, returns: pd.DataFrame
 ) -> tuple[str, np.ndarray | None]:
-    for candidate in proxy_candidates(ticker, info):
+    for candidate in proxy_candidates(info):
         if candidate != ticker and candidate in returns.columns:
             series = returns[candidate].to_numpy()
             if np.isfinite(series).all():
@@ -293,10 +290,13 @@ def estimate_risk_model(
     n_factors: int = N_FACTORS,
 ) -> RiskModel:
     """The engine's risk model for `tickers` (see the module docstring): a slice of the frame's model
-    when every ticker is a column of `prices`, else a model of `tickers` alone."""
+    when every ticker is a column of `prices`, else a model of `tickers` alone. Estimates the frame's model
+    on every call: a caller with many universes over one frame uses `engine.market.MarketSnapshot`."""
     tickers = tuple(tickers)
-    if tickers and FRAME_MODELS.covers(prices, tickers):
-        return FRAME_MODELS.model(prices, securities, window=window, n_factors=n_factors).slice(tickers)
+    columns = [c for c in prices.columns if isinstance(c, str)]
+    unique = len(columns) == len(prices.columns) and len(set(columns)) == len(columns)
+    if tickers and unique and set(tickers) <= set(columns):
+        return frame_model(prices, securities, window=window, n_factors=n_factors).slice(tickers)
     return universe_risk_model(prices, tickers, securities, window=window, n_factors=n_factors)
 
 
@@ -359,76 +359,3 @@ def risk_model_from_covariance(
     cov = (cov + cov.T) / 2.0
     loadings, specific = factor_form(cov, n_factors)
     return RiskModel(tuple(tickers), loadings, specific)
-
-
-class FrameModels:
-    """Process cache of `FrameModel`s: frame object -> content key (hashed once per object, the object
-    kept so its id cannot be reused) -> model (the last `keep_models`). Thread-safe."""
-
-    def __init__(self, keep_frames: int = 8, keep_models: int = 4) -> None:
-        self.keep_frames = keep_frames
-        self.keep_models = keep_models
-        self._keys: OrderedDict[tuple[int, int], tuple[pd.DataFrame, Mapping, tuple]] = OrderedDict()
-        self._models: OrderedDict[tuple, FrameModel] = OrderedDict()
-        self._columns: OrderedDict[int, tuple[pd.DataFrame, frozenset[str] | None]] = OrderedDict()
-        self._lock = threading.RLock()
-        self.estimates = 0
-
-    def covers(self, prices: pd.DataFrame, tickers: Sequence[str]) -> bool:
-        """Whether every ticker is a column of `prices` (whose column names are unique strings)."""
-        with self._lock:
-            found = self._columns.get(id(prices))
-            if found is None or found[0] is not prices:
-                names = [c for c in prices.columns if isinstance(c, str)]
-                unique = len(names) == len(prices.columns) and len(set(names)) == len(names)
-                found = (prices, frozenset(names) if unique else None)
-                _remember(self._columns, id(prices), found, self.keep_frames)
-            columns = found[1]
-        return columns is not None and all(t in columns for t in tickers)
-
-    def model(
-        self, prices: pd.DataFrame, securities: Mapping[str, SecurityInfo], *, window: int, n_factors: int
-    ) -> FrameModel:
-        with self._lock:
-            ref = (id(prices), id(securities))
-            found = self._keys.get(ref)
-            if found is None or found[0] is not prices or found[1] is not securities:
-                found = (prices, securities, _frame_key(prices, securities))
-                _remember(self._keys, ref, found, self.keep_frames)
-            key = (*found[2], window, n_factors)
-            model = self._models.get(key)
-            if model is None:
-                model = frame_model(prices, securities, window=window, n_factors=n_factors)
-                self.estimates += 1
-                _remember(self._models, key, model, self.keep_models)
-            else:
-                self._models.move_to_end(key)
-            return model
-
-    def clear(self) -> None:
-        with self._lock:
-            self._keys.clear()
-            self._models.clear()
-            self._columns.clear()
-
-
-def _remember(cache: OrderedDict, key: object, value: object, keep: int) -> None:
-    cache[key] = value
-    cache.move_to_end(key)
-    while len(cache) > keep:
-        cache.popitem(last=False)
-
-
-def _frame_key(prices: pd.DataFrame, securities: Mapping[str, SecurityInfo]) -> tuple:
-    """Content key of a frame and of the security facts its proxies depend on."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(np.ascontiguousarray(prices.to_numpy(dtype=float)).tobytes())
-    digest.update("|".join(map(str, prices.columns)).encode())
-    index = prices.index
-    digest.update(index.asi8.tobytes() if isinstance(index, pd.DatetimeIndex) else "|".join(map(str, index)).encode())
-    facts = sorted((str(c), repr(securities.get(str(c)))) for c in prices.columns)
-    digest.update(repr(facts).encode())
-    return (prices.shape, digest.hexdigest())
-
-
-FRAME_MODELS = FrameModels()

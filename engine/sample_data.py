@@ -11,14 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from engine.tickers import ticker_key
 from engine.types import MarketData, SecurityInfo
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "market"
-
-
-def ticker_normalise(ticker: str) -> str:
-    """Yahoo form: upper case, class shares with a dash (``BRK.B`` -> ``BRK-B``)."""
-    return ticker.strip().upper().replace(".", "-")
 
 
 def load_bundled_market(directory: str | Path = BUNDLED_DIR, *, years: float | None = None) -> MarketData:
@@ -44,22 +40,22 @@ def load_bundled_market(directory: str | Path = BUNDLED_DIR, *, years: float | N
 def _load(directory: str) -> MarketData:
     root = Path(directory)
     prices = pd.read_csv(root / "prices_daily.csv.gz", index_col="date", parse_dates=["date"]).sort_index()
-    prices.columns = [ticker_normalise(c) for c in prices.columns]
+    prices.columns = [ticker_key(c) for c in prices.columns]
     prices = prices.astype(float)
     securities = _securities(root / "securities.csv")
     sectors_frame = pd.read_csv(root / "etf_sector_weights.csv")
     etf_sectors: dict[str, dict[str, float]] = {}
     for row in sectors_frame.itertuples(index=False):
-        etf_sectors.setdefault(ticker_normalise(row.etf), {})[str(row.sector)] = float(row.weight)
+        etf_sectors.setdefault(ticker_key(row.etf), {})[str(row.sector)] = float(row.weight)
     etf_holdings: dict[str, dict[str, float]] = {}
     for path in sorted((root / "etf_holdings").glob("*.csv")):
         frame = pd.read_csv(path)
         holdings: dict[str, float] = {}
         for ticker, weight in zip(frame["ticker"], frame["weight"], strict=True):
             if isinstance(ticker, str) and pd.notna(weight) and float(weight) > 0:
-                key = ticker_normalise(ticker)
+                key = ticker_key(ticker)
                 holdings[key] = holdings.get(key, 0.0) + float(weight) / 100.0
-        etf_holdings[ticker_normalise(path.stem)] = holdings
+        etf_holdings[ticker_key(path.stem)] = holdings
     as_of = prices.index[-1].date()
     return MarketData(
         prices=prices,
@@ -73,8 +69,8 @@ def _load(directory: str) -> MarketData:
 def _securities(path: Path) -> dict[str, SecurityInfo]:
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     return {
-        ticker_normalise(row.ticker): SecurityInfo(
-            ticker=ticker_normalise(row.ticker),
+        ticker_key(row.ticker): SecurityInfo(
+            ticker=ticker_key(row.ticker),
             kind=row.kind,
             asset_class=row.asset_class,
             sector=row.sector,

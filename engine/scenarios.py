@@ -50,8 +50,8 @@ import pandas as pd
 from engine.backtest import (
     PriceHistory,
     as_date,
+    history_of,
     iso,
-    price_history,
     round6,
     weights_normalise,
 )
@@ -269,15 +269,16 @@ def historical_stress(
     *,
     before: Mapping[str, float],
     after: Mapping[str, float],
-    prices: pd.DataFrame,
     episodes: Sequence[Mapping[str, Any]],
+    prices: pd.DataFrame | None = None,
+    history: PriceHistory | None = None,
 ) -> list[dict[str, Any]]:
     """Buy-and-hold return of the ``before`` and ``after`` weights over each past episode.
 
     before/after: {ticker: fraction of total value}, ``CASH`` included (earns 0).
     prices: DataFrame indexed by date, one column per ticker, adjusted closes in USD, NaN = no price; not
-    modified, and not to be modified afterwards: each episode's price moves are computed once per frame
-    object (``engine.backtest.PRICE_HISTORIES``), so passing the same frame for every portfolio is cheap.
+    modified. Or history: the ``PriceHistory`` of such a frame (a ``MarketSnapshot``'s): each episode's
+    price moves are then computed once for every portfolio.
     episodes: [{"name", "start", "end", "description"?}] with ISO strings or dates (as ``load_scenarios``).
     Returns one JSON-safe dict per episode, in order: ``{"name", "kind": "historical", "start", "end",
     "before", "after", "missing": [tickers unpriced at start], "note"?}``; returns are fractions (6 dp),
@@ -289,7 +290,7 @@ def historical_stress(
     }
     checked = [episode_check(episode=e, where=f"episode {i}") for i, e in enumerate(episodes)]
     held = sorted({t for w in weights.values() for t in w if t != CASH})
-    history = price_history(prices)
+    history = history_of(prices, history)
     return [_episode_replay(episode=e, weights=weights, held=held, history=history) for e in checked]
 
 

@@ -68,37 +68,8 @@ def build_target(
         if views
         else "neutral market mix (views off)"
     )
-    core_sectors = np.zeros(len(GICS_SECTORS))
-    core_size = np.zeros(len(SIZES))
-    for ticker, weight in core.items():
-        exp = asset_exposure(ticker, market)
-        core_sectors += weight * exp.sectors
-        core_size += weight * exp.size
-    target_sectors = core_sectors.copy()
-    for sector, tilt in (tilts.get("sectors") or {}).items():
-        if sector in GICS_SECTORS:
-            target_sectors[GICS_SECTORS.index(sector)] += float(tilt)
-    target_sectors = np.clip(target_sectors, 0.0, None)
-    if target_sectors.sum() > 0:
-        target_sectors /= target_sectors.sum()
-    size_view = tilts.get("size")
-    if size_view:
-        target_size = np.array([float(size_view[s]) for s in SIZES])
-    else:
-        target_size = core_size / max(core_size.sum(), 1e-12)
-
-    equity_funds = [
-        t for t in menu
-        if (e := asset_exposure(t, market)).asset_class[0] > 0.5 and e.kind == "etf" and e.sectors.sum() > 0.5
-    ]
-    preferred = set(core) | {t for tickers in (tilts.get("vehicles") or {}).values() for t in tickers}
-    candidates = [t for t in equity_funds if t in preferred]
-    if not any(t in core for t in candidates):
-        candidates = equity_funds  # the core is not on the menu: let any equity fund stand in
-    elif _caps(candidates, core).sum() < 1.0:
-        # part of the core is off the menu and the preferred funds on it cannot hold the whole sleeve
-        # under their caps (e.g. views off: VXUS on the menu, VTI not): every equity fund may stand in
-        candidates += [t for t in equity_funds if t not in candidates]
+    target_sectors, target_size = _target_mix(core, tilts, market)
+    candidates = _sleeve_candidates(menu, core, tilts, market)
     if candidates:
         sleeve = _equity_sleeve(candidates, core, target_sectors, target_size, market)
     else:
@@ -125,6 +96,48 @@ def build_target(
         source=source,
         warnings=tuple(warnings),
     )
+
+
+def _target_mix(core: Mapping[str, float], tilts: Mapping[str, Any], market: MarketData
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(sector mix, size mix) of the equity target: the core's look-through, tilted by the views."""
+    core_sectors = np.zeros(len(GICS_SECTORS))
+    core_size = np.zeros(len(SIZES))
+    for ticker, weight in core.items():
+        exp = asset_exposure(ticker, market)
+        core_sectors += weight * exp.sectors
+        core_size += weight * exp.size
+    target_sectors = core_sectors.copy()
+    for sector, tilt in (tilts.get("sectors") or {}).items():
+        if sector in GICS_SECTORS:
+            target_sectors[GICS_SECTORS.index(sector)] += float(tilt)
+    target_sectors = np.clip(target_sectors, 0.0, None)
+    if target_sectors.sum() > 0:
+        target_sectors /= target_sectors.sum()
+    size_view = tilts.get("size")
+    if size_view:
+        target_size = np.array([float(size_view[s]) for s in SIZES])
+    else:
+        target_size = core_size / max(core_size.sum(), 1e-12)
+    return target_sectors, target_size
+
+
+def _sleeve_candidates(menu: Sequence[str], core: Mapping[str, float], tilts: Mapping[str, Any],
+                       market: MarketData) -> list[str]:
+    """The menu's equity funds the sleeve may hold: the core and the views' vehicles, or any when needed."""
+    equity_funds = [
+        t for t in menu
+        if (e := asset_exposure(t, market)).asset_class[0] > 0.5 and e.kind == "etf" and e.sectors.sum() > 0.5
+    ]
+    preferred = set(core) | {t for tickers in (tilts.get("vehicles") or {}).values() for t in tickers}
+    candidates = [t for t in equity_funds if t in preferred]
+    if not any(t in core for t in candidates):
+        return equity_funds  # the core is not on the menu: let any equity fund stand in
+    if _caps(candidates, core).sum() < 1.0:
+        # part of the core is off the menu and the preferred funds on it cannot hold the whole sleeve
+        # under their caps (e.g. views off: VXUS on the menu, VTI not): every equity fund may stand in
+        candidates += [t for t in equity_funds if t not in candidates]
+    return candidates
 
 
 def _equity_sleeve(

@@ -105,7 +105,7 @@ class RebalanceRequest:
     positions: list[Position]
     cash: list[AccountCash]
     menu: list[str]  # diversifier tickers the optimizer may buy
-    market: MarketData
+    market: MarketData  # with a MarketSnapshot: that snapshot's `market` (engine.market)
     options: Options = field(default_factory=Options)
     views: Mapping[str, Any] | None = None  # the dated investment views (data, see data/views/)
 

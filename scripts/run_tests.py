@@ -1,4 +1,5 @@
-"""`make test`: ruff, then the whole pytest suite against PostgreSQL and the real Redis.
+"""`make test`: the static checks (ruff, mypy, `makemigrations --check`), then the whole pytest suite
+against PostgreSQL and the real Redis. Any check that fails fails the run, before pytest starts.
 
 - DATABASE_URL defaults to the local PostgreSQL `test` database; without PostgreSQL the suite
   falls back to SQLite and says so in one line.
@@ -79,11 +80,28 @@ def main() -> int:
         print("REQUIRE_SERVICES=1 but missing: " + "; ".join(missing), file=sys.stderr)
         return 2
 
-    ruff = shutil.which("ruff", path=env["PATH"]) or str(BIN / "ruff")
-    print("ruff check --no-cache .", flush=True)
-    if subprocess.call([ruff, "check", "--no-cache", "."], cwd=ROOT, env=env) != 0:
+    if not static_checks(env):
         return 1
     return subprocess.call([sys.executable, "-m", "pytest", *sys.argv[1:]], cwd=ROOT, env=env)
+
+
+def static_checks(env: dict[str, str]) -> bool:
+    """ruff (with the complexity rules on the engine and the services), mypy (engine and services, see
+    pyproject.toml) and `makemigrations --check` (models and migrations agree); stops at the first failure."""
+    ruff = shutil.which("ruff", path=env["PATH"]) or str(BIN / "ruff")
+    checks = [
+        ("ruff check --no-cache .", [ruff, "check", "--no-cache", "."]),
+        ("mypy (engine, services, selectors)",
+         [sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", os.devnull]),
+        ("manage.py makemigrations --check --dry-run",
+         [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run", "--verbosity", "1"]),
+    ]
+    for title, command in checks:
+        print(title, flush=True)
+        if subprocess.call(command, cwd=ROOT, env=env) != 0:
+            print(f"FAILED: {title}", file=sys.stderr)
+            return False
+    return True
 
 
 if __name__ == "__main__":

@@ -74,3 +74,13 @@ def test_unknown_tickers_are_treated_as_stocks_with_a_warning(market):
     exposure = asset_exposure("ZZZZ", market)
     assert exposure.warning and "not in the security master" in exposure.warning
     assert exposure.asset_class[0] == 1.0
+
+
+def test_a_market_snapshot_gives_the_volatility_of_any_weights(market):
+    from engine.market import MarketSnapshot
+
+    weights = {"SPY": 0.5, "BND": 0.4, "CASH": 0.1}
+    snap = MarketSnapshot.of(market)
+    with_snapshot = snapshot(weights, market, cov=snap)
+    assert with_snapshot.volatility == pytest.approx(snapshot(weights, market).volatility, rel=1e-12)
+    assert snap.risk_model(["SPY", "BND"]) is snap.risk_model(("SPY", "BND"))  # sliced once per universe

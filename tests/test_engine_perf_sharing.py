@@ -8,9 +8,11 @@ import pytest
 import engine
 from engine import rounding
 from engine.limits import FINANCIALS
-from engine.risk import FrameModels, frame_model, universe_risk_model
+from engine.market import MarketSnapshot
+from engine.risk import frame_model, universe_risk_model
 from engine.sample_data import load_bundled_market
 from engine.types import AccountCash, Options, Position, RebalanceRequest
+from tests.rounding_reference import ReferenceRepairer
 
 HOLDINGS = {"AAPL": 120, "MSFT": 60, "NVDA": 150, "QQQ": 40, "JPM": 30, "XOM": 25, "BND": 10}
 MENU = ["SPY", "RSP", "IWM", "XLF", "XLE", "XLU", "XLV", "BND", "VXUS", "GLD", "IEF", "VWO"]
@@ -21,32 +23,37 @@ def market():
     return load_bundled_market(years=3)
 
 
-def test_a_universe_model_is_a_slice_of_the_frame_model_psd_with_exact_variances(market):
-    models = FrameModels()
+def test_a_universe_model_is_a_slice_of_the_frame_model_psd_with_exact_variances(market, monkeypatch):
+    from engine import risk as risk_module
+
+    estimates = []
+    original = risk_module.frame_model
+    monkeypatch.setattr(risk_module, "frame_model", lambda *a, **k: estimates.append(1) or original(*a, **k))
+    snapshot = MarketSnapshot.of(market)
     universes = [["AAPL", "MSFT", "BND", "SPY"], ["NVDA", "XLF", "GLD", "IEF", "AAPL", "VXUS"]]
-    full = models.model(market.prices, market.securities, window=756, n_factors=20)
+    full = snapshot.risk
     returns = market.prices.ffill().pct_change(fill_method=None).iloc[-756:]
     for tickers in universes:
-        risk = full.slice(tickers)
+        risk = snapshot.risk_model(tickers)
         assert risk.tickers == tuple(tickers)
         cov = risk.covariance()
         assert np.linalg.eigvalsh(cov).min() >= -1e-10
         np.testing.assert_allclose(np.diag(cov), returns[tickers].var() * 252, rtol=1e-9)
         at = [full.index[t] for t in tickers]
         np.testing.assert_array_equal(risk.loadings, full.loadings[:, at])
-    assert models.estimates == 1  # every universe of the frame shares one estimate
+    assert len(estimates) == 1  # every universe of the snapshot shares one estimate
+    assert snapshot.risk_model(universes[0]) is snapshot.risk_model(list(universes[0]))  # remembered by content
 
 
-def test_an_equal_frame_reuses_the_model_and_a_changed_one_does_not(market):
-    models = FrameModels()
-    first = models.model(market.prices, market.securities, window=756, n_factors=20)
-    again = models.model(market.prices.copy(), market.securities, window=756, n_factors=20)
-    assert again is first and models.estimates == 1
+def test_a_snapshot_of_other_prices_has_its_own_model(market):
+    from dataclasses import replace
+
+    first = MarketSnapshot.of(market)
     moved = market.prices.copy()
     moved.iloc[-1, moved.columns.get_loc("AAPL")] *= 1.05
-    changed = models.model(moved, market.securities, window=756, n_factors=20)
-    assert changed is not first and models.estimates == 2
-    assert not np.allclose(changed.loadings, first.loadings)
+    changed = MarketSnapshot.of(replace(market, prices=moved))
+    assert changed.risk is not first.risk
+    assert not np.allclose(changed.risk.loadings, first.risk.loadings)
 
 
 def test_the_frame_model_is_close_to_a_model_of_the_universe_alone(market):
@@ -88,16 +95,17 @@ def test_pruned_pair_scores_equal_the_full_ones(market, monkeypatch, profile, ca
         return original(self, q, relief, q_cont, max_steps)
 
     monkeypatch.setattr(rounding.Repairer, "repair", spy)
-    engine.rebalance(_request(market, profile, cash), cache=engine.ProblemCache())
+    engine.rebalance(_request(market, profile, cash))
     assert seen
-    repairer, q, relief, q_cont = seen[0]
+    captured, q, relief, q_cont = seen[0]
+    repairer = ReferenceRepairer.of(captured)
     st = repairer._state(q, relief, q_cont)
     steps = repairer.steps(q, q_cont)
     pruned = repairer.pair_scores(st, steps)
     sectors, names = repairer._open_rows(st, steps)
     assert FINANCIALS in sectors and len(names) <= repairer.exp.names_matrix.shape[0]
     monkeypatch.setattr(
-        rounding.Repairer, "_open_rows",
+        ReferenceRepairer, "_open_rows",
         lambda self, st, steps: (np.arange(self.exp.sectors.shape[0]), np.arange(self.exp.names_matrix.shape[0])),
     )
     full = repairer.pair_scores(st, steps)

@@ -4,7 +4,6 @@ on a whole-market frame shared by many portfolios equal, exactly, the same compu
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import threading
 from pathlib import Path
 
@@ -15,14 +14,12 @@ import pytest
 from engine.backtest import (
     REBALANCE_CHOICES,
     GrowthPaths,
-    PriceHistories,
     PriceHistory,
     WeightsError,
     _growth_path,
     _metrics,
     _rebalance_days,
     backtest,
-    price_history,
     weights_normalise,
 )
 from engine.scenarios import historical_stress, load_scenarios
@@ -135,35 +132,18 @@ def test_the_forward_fill_is_the_frame_filled_by_pandas(real_prices):
     np.testing.assert_array_equal(PriceHistory(real_prices).filled, real_prices.ffill().to_numpy())
 
 
-def test_a_history_is_built_once_per_frame_object_and_only_the_last_few_are_kept(real_prices):
-    frames = [real_prices.iloc[:, : 10 + i] for i in range(3)]
-    cache = PriceHistories(keep=2)
-    first = cache.get(frames[0])
-    assert cache.get(frames[0]) is first and cache.builds == 1
-    assert list(first.positions) == list(frames[0].columns)
-    assert cache.get(frames[0].copy()) is not first  # an equal frame is another object: its own history
-    cache.get(frames[1])
-    cache.get(frames[2])  # evicts the first frame's history
-    assert cache.builds == 4
-    assert cache.get(frames[0]) is not first and cache.builds == 5
-    assert price_history(real_prices) is price_history(real_prices)  # the process cache
+def test_a_snapshot_builds_its_history_once_and_backtests_read_it(real_prices):
+    from engine.market import MarketSnapshot
+    from engine.types import MarketData
 
-
-def test_the_history_of_a_frame_that_is_gone_is_dropped_and_its_id_not_mistaken(real_prices):
-    cache = PriceHistories(keep=4)
-    frame = real_prices.iloc[:, :5].copy()
-    gone = id(frame)
-    cache.get(frame)
-    del frame
-    gc.collect()
-    # a new frame may reuse the id: a history is only found for the very frame it was built from
-    for _ in range(20):
-        other = pd.DataFrame({"X": [1.0, 2.0]}, index=pd.to_datetime(["2024-01-02", "2024-01-03"]))
-        history = cache.get(other)
-        assert list(history.positions) == ["X"]
-        if id(other) == gone:
-            break
-    assert len(cache) == 1  # only the live frame's history is left
+    market = MarketData(prices=real_prices, securities={}, etf_sectors={}, etf_holdings={},
+                        as_of=real_prices.index[-1].date())
+    snapshot = MarketSnapshot.of(market)
+    assert snapshot.history is snapshot.history
+    assert list(snapshot.history.positions) == list(real_prices.columns)
+    before, after = _portfolios(real_prices, 1, seed=3)[0]
+    assert backtest(before=before, after=after, history=snapshot.history) == backtest(
+        before=before, after=after, prices=real_prices)
 
 
 def test_histories_answer_trading_days_and_tables_once(real_prices):

@@ -7,9 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.conic import conic_form
 from engine.errors import OptimizationError
+from engine.fallback import CompiledProblem, ProblemCache
 from engine.limits import BASE_ROWS
-from engine.problem import CompiledProblem, ProblemCache, ProblemData, bucket, conic_form, solve_problem
+from engine.problem import ProblemData, bucket, solve_problem
 from engine.risk import risk_model_from_covariance
 from engine.sample_data import load_bundled_market
 from engine.solve import solve_certified
@@ -279,18 +281,16 @@ def test_unsellable_gains_and_empty_pieces_keep_the_objective():
 
 
 def test_real_problems_match_the_cvxpy_form():
-    import importlib
-
-    import engine
+    from engine.market import MarketSnapshot
+    from engine.pipeline import problem_data
+    from engine.prepare import prepare
     from tests.test_engine_perf_sharing import _request
 
-    module = importlib.import_module("engine.rebalance")  # the module (engine.rebalance is also the function)
-
     market = load_bundled_market(years=3)
-    cache = engine.ProblemCache()
+    snapshot = MarketSnapshot.of(market)
     for profile, cash in (("conservative", -4000.0), ("aggressive", 3000.0), ("moderate", 0.0)):
-        prep = module.prepare(_request(market, profile, cash), cache)
-        assert_same_optimum(module.problem_data(prep))
+        prep = prepare(_request(market, profile, cash), snapshot)
+        assert_same_optimum(problem_data(prep))
 
 
 def test_when_clarabel_does_not_certify_the_compact_form_the_cvxpy_form_is_solved(monkeypatch):
@@ -318,6 +318,8 @@ def test_when_nothing_certifies_the_error_names_every_attempt(monkeypatch):
         raise OptimizationError("no solver certified a solution (SCS: infeasible)")
 
     monkeypatch.setattr(module, "solve_conic", refuse)
-    monkeypatch.setattr(module, "solve_certified", refuse_too)
+    from engine import fallback
+
+    monkeypatch.setattr(fallback, "solve_certified", refuse_too)
     with pytest.raises(OptimizationError, match=r"SCS: infeasible.*CLARABEL: NumericalError"):
         solve_problem(random_data(2))

@@ -101,12 +101,12 @@ def test_its_reasons_are_sensible(result):
 
 
 def test_it_is_fast_enough_for_a_recompute(tech_request):
-    cache = engine.ProblemCache()
+    snapshot = engine.MarketSnapshot.of(tech_request.market)
     start = time.perf_counter()
-    engine.rebalance(tech_request, cache=cache)  # cold: risk model, exposures, target, compile
+    engine.rebalance(tech_request, snapshot=snapshot)  # cold: the snapshot's risk model, exposures, target
     cold = time.perf_counter() - start
     start = time.perf_counter()
-    engine.rebalance(tech_request, cache=cache)
+    engine.rebalance(tech_request, snapshot=snapshot)
     warm = time.perf_counter() - start
     assert cold < 5.0
     assert warm < 0.5  # typically ~40 ms on the shared 2-core machine

@@ -27,7 +27,7 @@ def portfolio_detail_document(*, portfolio: Portfolio) -> dict:
         for p in positions
     ]
     cash = sum(float(c) for c in portfolio.accounts.values_list("cash_usd", flat=True))
-    value = cash + sum(h["value"] for h in holdings if h["value"] is not None)
+    value = cash + sum(float(v) for h in holdings if (v := h["value"]) is not None)
     return {
         "id": portfolio.pk,
         "name": portfolio.name,

@@ -232,7 +232,7 @@ def import_preview(*, portfolio: Portfolio, parsed: ParsedFile) -> ImportPreview
 
     missing = []
     unknown = sorted({p.ticker for p in parsed.positions if p.ticker not in securities})
-    unpriced = sorted({t for t, s in securities.items() if s.latest_close is None})
+    unpriced = sorted({t for t, s in securities.items() if getattr(s, "latest_close", None) is None})
     if unknown:
         missing.append(f"Not in the market data: {', '.join(unknown)}. They are valued at the file's price where it "
                        "gives one, and the suggestions model their risk by a named proxy or hold them fixed.")

@@ -9,13 +9,14 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from engine.tickers import ticker_normalize
-from portfolios.holdings.importers import ImportFailed, ParsedFile, parse_positions
+from portfolios.holdings.importers import ImportFailed, ParsedAccount, ParsedFile, parse_positions
 from portfolios.marketdata.onboarding import IMPORT_SOURCE, ticker_confirmations_request
 from portfolios.models import Account, ExecutedPlan, Holding, Portfolio, RebalanceRun, Security
 
@@ -55,6 +56,20 @@ def _unconfirmed_security(ticker: str, kind: str, description: str) -> Security:
     return Security(ticker=ticker, kind=known_kind, name=description[:200], priced=False, source=IMPORT_SOURCE)
 
 
+def _account_write(portfolio: Portfolio, account: Account | None, parsed_account: ParsedAccount, mode: str) -> Account:
+    """Create or update one account from the file (an existing account keeps a type the file only assumed)."""
+    if account is None:
+        account = Account(portfolio=portfolio, name=parsed_account.name)
+    if not (parsed_account.type_assumed and account.pk):
+        account.account_type = parsed_account.account_type
+    account.broker = parsed_account.broker or account.broker
+    account.number_masked = parsed_account.number_masked or account.number_masked
+    if mode == "replace" or parsed_account.cash or account.pk is None:
+        account.cash_usd = parsed_account.cash
+    account.save()
+    return account
+
+
 def portfolio_import(*, portfolio: Portfolio, parsed: ParsedFile, mode: str = "replace") -> ImportOutcome:
     """Write a parsed file into `portfolio`, all or nothing.
 
@@ -78,19 +93,7 @@ def portfolio_import(*, portfolio: Portfolio, parsed: ParsedFile, mode: str = "r
             Holding.objects.filter(account__portfolio=portfolio).delete()
             portfolio.accounts.exclude(name__in=known_accounts).delete()
 
-        accounts: dict[str, Account] = {}
-        for parsed_account in parsed.accounts:
-            account = existing.get(parsed_account.name)
-            if account is None:
-                account = Account(portfolio=portfolio, name=parsed_account.name)
-            if not (parsed_account.type_assumed and account.pk):
-                account.account_type = parsed_account.account_type
-            account.broker = parsed_account.broker or account.broker
-            account.number_masked = parsed_account.number_masked or account.number_masked
-            if mode == "replace" or parsed_account.cash or account.pk is None:
-                account.cash_usd = parsed_account.cash
-            account.save()
-            accounts[account.name] = account
+        accounts = {a.name: _account_write(portfolio, existing.get(a.name), a, mode) for a in parsed.accounts}
 
         securities = securities_for_tickers((p.ticker for p in parsed.positions),
                                             hints={p.ticker: (p.kind, p.description) for p in parsed.positions})
@@ -232,7 +235,7 @@ class _Book:
 
 
 def holdings_apply_executed(*, run: RebalanceRun, selections: Sequence[ExecutedSelection] | None,
-                            user: AbstractBaseUser | None, fill_prices: Mapping[int, Decimal] | None = None
+                            user: User | None, fill_prices: Mapping[int, Decimal] | None = None
                             ) -> ExecutedPlan:
     """Apply the trades of a done run the user made at their broker, in one transaction, and record them.
 
@@ -327,7 +330,8 @@ def _trade_apply(book: _Book, index: int, trade: dict, fill: Decimal, errors: li
     ticker, account_name, action = str(trade.get("ticker")), str(trade.get("account")), trade.get("action")
     shares = Decimal(str(trade.get("shares") or 0)).quantize(SHARES_EPS)
     account = book.accounts.get(account_name)
-    entry = {"index": index, "ticker": ticker, "account": account_name, "action": action, "shares": float(shares),
+    entry: dict[str, Any] = {
+             "index": index, "ticker": ticker, "account": account_name, "action": action, "shares": float(shares),
              "plan_price": float(_plan_price(trade)), "fill_price": float(fill),
              "amount": float((shares * fill).quantize(CENT)), "lots": []}
     if account is None:
@@ -377,7 +381,7 @@ def _lot_take(book: _Book, lot: Holding, take: Decimal) -> dict:
     keep = lot.shares - take
     if lot.file_value_usd is not None:
         lot.file_value_usd = (lot.file_value_usd * keep / lot.shares).quantize(CENT)
-    if basis is not None:
+    if basis is not None and lot.cost_basis_usd is not None:
         lot.cost_basis_usd -= basis
     lot.shares = keep
     book.changed[lot.pk] = lot
@@ -411,11 +415,10 @@ def _buy(book: _Book, account: Account, ticker: str, shares: Decimal, fill: Deci
     if security is None:
         errors.append(f"trade {index}: {ticker} is not in the security master")
         return []
-    lot = Holding(account=account, security=security, shares=shares, cost_basis_usd=(shares * fill).quantize(CENT),
-                  acquired_on=timezone.localdate())
+    cost, today = (shares * fill).quantize(CENT), timezone.localdate()
+    lot = Holding(account=account, security=security, shares=shares, cost_basis_usd=cost, acquired_on=today)
     book.created.append(lot)  # not sellable in the same execution: the engine never buys and sells one holding
-    return [{"holding": None, "shares": float(shares), "cost_basis": float(lot.cost_basis_usd),
-             "acquired_on": lot.acquired_on.isoformat()}]
+    return [{"holding": None, "shares": float(shares), "cost_basis": float(cost), "acquired_on": today.isoformat()}]
 
 
 def _cash_change_book(book: _Book, run: RebalanceRun) -> Decimal:

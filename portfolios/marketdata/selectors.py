@@ -1,18 +1,14 @@
 """Reads of market data: as-of date, staleness, latest prices, the menu, the engine's MarketData.
 
-`market_data_for` is on the hot path of a full recompute (thousands of portfolios per process), so
-it keeps a per-process cache: the security master, the ETF look-through and the full price history
-of every ticker asked so far (loaded with one query per batch of new tickers). The cache is checked
-against a cheap version token (one query on small aggregates) on every call and dropped when market
-data changed; writers in this package also clear it explicitly.
+`market_data_for` reads the database on every call (a few queries, prices as arrays). It is not on the
+hot path: the engine feed builds one `engine.MarketSnapshot` per market-data version from it (checked
+against `_version_token`, one query on small aggregates) and every run shares that snapshot.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,12 +18,11 @@ from django.db import connection
 from django.db.models import Max, OuterRef, Subquery
 
 from engine.tickers import ticker_key
+from engine.types import CASH
 from portfolios.models import EtfHolding, EtfSectorWeight, Price, Security
 
-if TYPE_CHECKING:  # the engine package imports cvxpy: pages that only need the as-of date skip it
+if TYPE_CHECKING:
     from engine.types import MarketData, SecurityInfo
-
-CASH = "CASH"  # engine.types.CASH
 
 
 def prices_as_of() -> dt.date | None:
@@ -99,7 +94,8 @@ def price_rows(
         day = "CAST(julianday(date) - 2440587.5 AS INTEGER)"
     else:
         day = "date"
-    where, params = [f"security_id IN ({', '.join(['%s'] * len(ids))})"], list(ids)
+    where: list[str] = [f"security_id IN ({', '.join(['%s'] * len(ids))})"]
+    params: list[int | dt.date] = list(ids)
     if start is not None:
         where.append("date >= %s")
         params.append(start)
@@ -129,29 +125,6 @@ def price_rows(
 # --- MarketData for the engine ---------------------------------------------------------------
 
 
-@dataclass
-class _Cache:
-    token: tuple | None = None
-    securities: dict[str, SecurityInfo] = field(default_factory=dict)
-    ids: dict[str, int] = field(default_factory=dict)
-    etf_sectors: dict[str, dict[str, float]] = field(default_factory=dict)
-    etf_holdings: dict[str, dict[str, float]] = field(default_factory=dict)
-    prices: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(index=pd.DatetimeIndex([], name="date")))
-    loaded: set[str] = field(default_factory=set)
-    as_of: dt.date | None = None
-
-
-_cache = _Cache()
-_cache_lock = threading.Lock()
-
-
-def market_data_cache_clear() -> None:
-    """Forget the cached market data of this process (writers call this after changing prices)."""
-    global _cache
-    with _cache_lock:
-        _cache = _Cache()
-
-
 def _version_token() -> tuple:
     """Changes whenever securities, prices or look-through rows are added, removed or touched."""
     tables = {m: m._meta.db_table for m in (Security, Price, EtfSectorWeight, EtfHolding)}
@@ -166,50 +139,54 @@ def _version_token() -> tuple:
         return (connection.alias, connection.settings_dict.get("NAME"), *cursor.fetchone())
 
 
-def _cache_fresh() -> _Cache:
-    """The process cache, rebuilt (master data only; prices load lazily) when the token moved."""
-    global _cache
-    token = _version_token()
-    if _cache.token == token:
-        return _cache
+def _security_facts(wanted: list[str]) -> tuple[dict[str, int], dict[str, SecurityInfo]]:
+    """(ids, SecurityInfo) of the wanted tickers the security master knows."""
     from engine.types import SecurityInfo
 
-    cache = _Cache(token=token, as_of=prices_as_of())
-    for s in Security.objects.all().only(
+    ids: dict[str, int] = {}
+    infos: dict[str, SecurityInfo] = {}
+    for s in Security.objects.filter(ticker__in=wanted).only(
         "id", "ticker", "kind", "asset_class", "sector", "size", "region", "name"
     ):
-        cache.ids[s.ticker] = s.pk
-        cache.securities[s.ticker] = SecurityInfo(
-            ticker=s.ticker, kind=s.kind, asset_class=s.asset_class, sector=s.sector, size=s.size,
-            region=s.region, name=s.name,
-        )
-    for etf, sector, weight in EtfSectorWeight.objects.values_list("etf__ticker", "sector", "weight"):
-        cache.etf_sectors.setdefault(etf, {})[sector] = weight
-    for etf, ticker, weight in EtfHolding.objects.values_list("etf__ticker", "ticker", "weight"):
-        cache.etf_holdings.setdefault(etf, {})[ticker] = weight
-    _cache = cache
-    return cache
+        ids[s.ticker] = s.pk
+        infos[s.ticker] = SecurityInfo(ticker=s.ticker, kind=s.kind, asset_class=s.asset_class, sector=s.sector,
+                                       size=s.size, region=s.region, name=s.name)
+    return ids, infos
 
 
-def _cache_load_prices(cache: _Cache, tickers: list[str]) -> None:
-    """Add the full price history of `tickers` to the cache with one query."""
-    ids = {cache.ids[t]: t for t in tickers if t in cache.ids}
-    cache.loaded.update(tickers)
-    if not ids:
-        return
-    sid, days, close = price_rows(security_ids=list(ids))
+def _look_through(wanted: list[str]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """(sector weights, single-name holdings) of the wanted ETFs that have them."""
+    etf_sectors: dict[str, dict[str, float]] = {}
+    for etf, sector, weight in EtfSectorWeight.objects.filter(etf__ticker__in=wanted).values_list(
+        "etf__ticker", "sector", "weight"
+    ):
+        etf_sectors.setdefault(etf, {})[sector] = weight
+    etf_holdings: dict[str, dict[str, float]] = {}
+    for etf, ticker, weight in EtfHolding.objects.filter(etf__ticker__in=wanted).values_list(
+        "etf__ticker", "ticker", "weight"
+    ):
+        etf_holdings.setdefault(etf, {})[ticker] = weight
+    return etf_sectors, etf_holdings
+
+
+def _price_frame(ids: dict[str, int], wanted: list[str], start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Closes of the wanted tickers from `start` to `end` (inclusive), one column per ticker in order; days on
+    which none has a price are left out."""
+    by_id = {pk: t for t, pk in ids.items()}
+    sid, days, close = price_rows(security_ids=list(by_id), start=start, end=end)
     if not len(sid):
-        return
+        return pd.DataFrame(columns=wanted, index=pd.DatetimeIndex([], name="date"), dtype=float)
     frame = pd.DataFrame({"security_id": sid, "date": days.astype("datetime64[ns]"), "close": close})
-    wide = frame.pivot(index="date", columns="security_id", values="close").rename(columns=ids)
+    wide = frame.pivot(index="date", columns="security_id", values="close").rename(columns=by_id)
     wide.columns.name = None
-    prices = pd.concat([cache.prices, wide], axis=1, sort=True) if len(cache.prices.columns) else wide
+    prices = wide.sort_index().reindex(columns=wanted).astype(float).dropna(how="all")
     prices.index.name = "date"
-    cache.prices = prices.astype(float)
+    return prices
 
 
 def market_data_for(*, tickers: Iterable[str], years: float = 3.0, as_of: dt.date | None = None) -> MarketData:
-    """The engine's MarketData for `tickers` (CASH ignored).
+    """The engine's MarketData for `tickers` (CASH ignored), read from the database on every call (the
+    worker keeps one `engine.MarketSnapshot` per market-data version; nothing is cached here).
 
     prices: DataFrame indexed by a DatetimeIndex named "date" (ascending) over the `years` before
         `as_of` (default: the latest stored price date), one float column per ticker asked, in the
@@ -222,25 +199,16 @@ def market_data_for(*, tickers: Iterable[str], years: float = 3.0, as_of: dt.dat
     from engine.types import MarketData, SecurityInfo
 
     wanted = _tickers_clean(tickers)
-    with _cache_lock:
-        cache = _cache_fresh()
-        missing = [t for t in wanted if t not in cache.loaded]
-        if missing:
-            _cache_load_prices(cache, missing)
-        full = cache.prices
-        securities = {t: cache.securities.get(t) or SecurityInfo(ticker=t, kind="unknown") for t in wanted}
-        etf_sectors = {t: dict(cache.etf_sectors[t]) for t in wanted if t in cache.etf_sectors}
-        etf_holdings = {t: dict(cache.etf_holdings[t]) for t in wanted if t in cache.etf_holdings}
-        latest = cache.as_of
+    ids, infos = _security_facts(wanted)
+    securities = {t: infos.get(t) or SecurityInfo(ticker=t, kind="unknown") for t in wanted}
+    etf_sectors, etf_holdings = _look_through(wanted)
+    latest = prices_as_of()
     end = as_of or latest
-    if end is None or not len(full.index):
+    if end is None:
         prices = pd.DataFrame(columns=wanted, index=pd.DatetimeIndex([], name="date"), dtype=float)
     else:
-        start = pd.Timestamp(end) - pd.Timedelta(days=round(years * 365.25))
-        index = full.index
-        window = full.loc[(index > start) & (index <= pd.Timestamp(end))]
-        prices = window.reindex(columns=wanted).dropna(how="all")
-        prices.index.name = "date"
+        first = (pd.Timestamp(end) - pd.Timedelta(days=round(years * 365.25))).date() + dt.timedelta(days=1)
+        prices = _price_frame(ids, wanted, first, end)
     data_as_of = prices.index[-1].date() if len(prices.index) else (as_of or latest or dt.date.today())
     return MarketData(
         prices=prices, securities=securities, etf_sectors=etf_sectors, etf_holdings=etf_holdings, as_of=data_as_of

@@ -128,36 +128,48 @@ def securities_upsert(*, metas: Collection[SecurityMeta], source: str) -> tuple[
 def securities_fill_metadata(*, metas: Mapping[str, SecurityMeta], source: str) -> list[str]:
     """Fill what is unknown about securities (kind "unknown" or blank fields) from provider metadata.
 
-    Never overwrites a field that is already set. ETF sector look-through is written when the ETF has
-    none. Returns the tickers that changed.
+    Never overwrites a field that is already set. ETF sector look-through and top holdings are written
+    when the ETF has none. Returns the tickers that changed.
     """
     changed: list[str] = []
     for security in Security.objects.filter(ticker__in=list(metas)):
         meta = metas[security.ticker]
-        updates = {}
-        if security.kind == Security.Kind.UNKNOWN and meta.kind != "unknown":
-            updates["kind"] = meta.kind
-        for name in ("name", "asset_class", "sector", "size", "region"):
-            if not getattr(security, name) and getattr(meta, name):
-                updates[name] = getattr(meta, name)
-        if updates:
-            for name, value in updates.items():
-                setattr(security, name, value)
-            security.save(update_fields=[*updates, "updated_at"])
+        fields = _security_fields_fill(security, meta)
+        lookthrough = _lookthrough_fill(security, meta, source)
+        if fields or lookthrough:
             changed.append(security.ticker)
-        if meta.etf_sectors and not EtfSectorWeight.objects.filter(etf=security).exists():
-            EtfSectorWeight.objects.bulk_create(
-                [EtfSectorWeight(etf=security, sector=s, weight=w, source=source) for s, w in meta.etf_sectors.items()]
-            )
-            if security.ticker not in changed:
-                changed.append(security.ticker)
-        if meta.etf_holdings and not EtfHolding.objects.filter(etf=security).exists():
-            EtfHolding.objects.bulk_create(
-                [EtfHolding(etf=security, ticker=t, weight=w) for t, w in meta.etf_holdings.items()]
-            )
-            if security.ticker not in changed:
-                changed.append(security.ticker)
     return changed
+
+
+def _security_fields_fill(security: Security, meta: SecurityMeta) -> bool:
+    """Set the blank fields (and an unknown kind) of `security` from `meta`; True when any changed."""
+    updates = {}
+    if security.kind == Security.Kind.UNKNOWN and meta.kind != "unknown":
+        updates["kind"] = meta.kind
+    for name in ("name", "asset_class", "sector", "size", "region"):
+        if not getattr(security, name) and getattr(meta, name):
+            updates[name] = getattr(meta, name)
+    for name, value in updates.items():
+        setattr(security, name, value)
+    if updates:
+        security.save(update_fields=[*updates, "updated_at"])
+    return bool(updates)
+
+
+def _lookthrough_fill(security: Security, meta: SecurityMeta, source: str) -> bool:
+    """Write the fund's sector weights and top holdings when it has none yet; True when any was written."""
+    wrote = False
+    if meta.etf_sectors and not EtfSectorWeight.objects.filter(etf=security).exists():
+        EtfSectorWeight.objects.bulk_create(
+            [EtfSectorWeight(etf=security, sector=s, weight=w, source=source) for s, w in meta.etf_sectors.items()]
+        )
+        wrote = True
+    if meta.etf_holdings and not EtfHolding.objects.filter(etf=security).exists():
+        EtfHolding.objects.bulk_create(
+            [EtfHolding(etf=security, ticker=t, weight=w) for t, w in meta.etf_holdings.items()]
+        )
+        wrote = True
+    return wrote
 
 
 def etf_lookthrough_replace(
@@ -492,7 +504,7 @@ def prices_refresh_changes(
 
 
 def _prices_refresh_locked(*, tickers: list[str] | None, provider_name: str) -> tuple[PriceRefresh, list[str]]:
-    from portfolios.marketdata.selectors import market_data_cache_clear, prices_as_of
+    from portfolios.marketdata.selectors import prices_as_of
 
     asked = list(dict.fromkeys(ticker_key(t) for t in tickers if t.strip())) if tickers else refresh_tickers()
     refresh = PriceRefresh.objects.create(provider=provider_name, tickers_asked=len(asked))
@@ -525,7 +537,6 @@ def _prices_refresh_locked(*, tickers: list[str] | None, provider_name: str) -> 
         refresh.message = f"Unexpected error: {type(exc).__name__}: {exc}"[:2000]
         refresh.save()
         raise
-    market_data_cache_clear()
     changed = sorted(write.rows_by_ticker)
     refresh.tickers_updated, refresh.rows_written = len(changed), write.rows
     refresh.failures = failures

@@ -1,13 +1,14 @@
 """Feed the pure engine: turn holdings (rows or a parsed file) and market data into a request,
 run it, and assemble the result document (DESIGN.md CLI JSON + stress tests + backtest + views).
 
-One `ProblemCache` per process keeps the market-level engine caches (exposure catalogue, targets) and
-the cvxpy problems compiled for the rare fallback (the compact form goes to Clarabel directly). The market data
-is cached per process too (`_market_frames`): one frame over every priced security, its 3-year slice and
-the menu, rebuilt only when the market-data version token moves. Handing the engine the same frame objects
-on every run lets its id-keyed caches hit: one risk model per frame (sliced per universe, see engine.risk),
-one target per profile, one last-price table. The engine's small matrices gain nothing from threaded BLAS,
-and two workers on two cores lose a lot to it, so the feed limits BLAS to one thread per process.
+Each process holds one `engine.MarketSnapshot` (`market_snapshot()`): every priced security over 7 years
+(the stress tests and the backtest), its 3-year window (the optimizer), last prices, the risk model, price
+tables and exposure catalogue, built once per market-data version (the selectors' version token: last price
+date, security master) and replaced when the token moves (after a refresh). A worker builds it before its
+pool forks (`warm_up`), so every run of every pool process uses the same one. One `ProblemCache` per process
+keeps the cvxpy problems compiled for the rare fallback (the compact form goes to Clarabel directly).
+The engine's small matrices gain nothing from threaded BLAS, and two workers on two cores lose a lot to it,
+so the feed limits BLAS to one thread per process.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from django.conf import settings
 
 import engine
 from engine.backtest import backtest
+from engine.market import MarketSnapshot
 from engine.scenarios import historical_stress, hypothetical_stress, load_scenarios
 from engine.tickers import ticker_key
 from engine.types import AccountCash, MarketData, Options, Position, RebalanceRequest
@@ -86,43 +87,38 @@ def _blas_single_thread() -> None:
 
 
 @dataclass(frozen=True)
-class _Frames:
-    """The market data every run of this process shares (same objects until the data changes)."""
+class FeedMarket:
+    """This process's market: the snapshot of the current market-data version and the priced menu funds."""
 
-    token: tuple
-    long: MarketData  # every priced security, HISTORY_YEARS
-    risk: MarketData  # the same over the last RISK_YEARS (the engine's prices)
-    last: dict[str, float]  # last price of each priced security
-    menu: tuple[str, ...]  # the menu funds that have a price
+    snapshot: MarketSnapshot  # version: the selectors' version token
+    menu: tuple[str, ...]
 
 
-_frames: _Frames | None = None
-_frames_lock = threading.Lock()
+_market: FeedMarket | None = None
+_market_lock = threading.Lock()
 
 
-def _market_frames() -> _Frames:
-    """The shared market data, rebuilt when the market-data version token moved (one query per call)."""
-    global _frames
+def feed_market() -> FeedMarket:
+    """The current market, rebuilt when the market-data version token moved (one query per call)."""
+    global _market
     token = _version_token()
-    found = _frames
-    if found is not None and found.token == token:
+    found = _market
+    if found is not None and found.snapshot.version == token:
         return found
-    with _frames_lock:
-        if _frames is not None and _frames.token == token:
-            return _frames
+    with _market_lock:
+        if _market is not None and _market.snapshot.version == token:
+            return _market
         tickers = list(Security.objects.filter(priced=True).order_by("ticker").values_list("ticker", flat=True))
         long = market_data_for(tickers=tickers, years=HISTORY_YEARS)
-        risk = _risk_slice(long)
-        last = _last_prices(risk.prices)
-        _frames = _Frames(token=token, long=long, risk=risk, last=last,
-                          menu=tuple(t for t in menu_tickers() if t in last))
-        return _frames
+        snapshot = MarketSnapshot.build(long, risk_years=RISK_YEARS, version=token, warm=False)
+        last = snapshot.last_prices
+        _market = FeedMarket(snapshot=snapshot, menu=tuple(t for t in menu_tickers() if t in last))
+        return _market
 
 
-def _risk_slice(market_long: MarketData) -> MarketData:
-    prices = market_long.prices
-    start = pd.Timestamp(market_long.as_of) - pd.DateOffset(days=int(365.25 * RISK_YEARS))
-    return replace(market_long, prices=prices.loc[prices.index >= start])
+def market_snapshot() -> MarketSnapshot:
+    """The `MarketSnapshot` every run of this process shares (see `feed_market`)."""
+    return feed_market().snapshot
 
 
 def options_from_inputs(inputs: dict[str, Any]) -> Options:
@@ -142,20 +138,16 @@ def options_from_inputs(inputs: dict[str, Any]) -> Options:
     )
 
 
-def _last_prices(prices: pd.DataFrame) -> dict[str, float]:
-    last = prices.ffill().iloc[-1] if len(prices) else pd.Series(dtype=float)
-    return {str(t): float(v) for t, v in last.items() if pd.notna(v) and v > 0}
-
-
 def build_request(
     *, lots: Iterable[Lot], cash: list[AccountCash], options: Options, target: dict[str, Any] | None = None
-) -> tuple[RebalanceRequest, MarketData]:
-    """Returns the engine request (about 3 years of prices) and the long-history market data for stress tests.
+) -> tuple[RebalanceRequest, MarketSnapshot]:
+    """The engine request (about 3 years of prices) and the snapshot to run it with (7 years for the stress
+    tests and the backtest).
 
     `target`: a custom target (portfolios.targets); None: the dated views, or the neutral mix with views off.
     """
-    request, market_long, _ = build_request_valued(lots=lots, cash=cash, options=options, target=target)
-    return request, market_long
+    request, snapshot, _ = build_request_valued(lots=lots, cash=cash, options=options, target=target)
+    return request, snapshot
 
 
 def _unpriced_items(lots: list[Lot], last: Mapping[str, float]) -> list[proxies.Unpriced]:
@@ -193,26 +185,26 @@ def _collapse_overflow(lots: list[Lot], overflow: list[proxies.Unpriced]) -> lis
 
 def build_request_valued(
     *, lots: Iterable[Lot], cash: list[AccountCash], options: Options, target: dict[str, Any] | None = None
-) -> tuple[RebalanceRequest, MarketData, list[proxies.Proxy]]:
+) -> tuple[RebalanceRequest, MarketSnapshot, list[proxies.Proxy]]:
     """`build_request`, plus how each holding without a market price is valued and modelled (proxies.py):
     the engine sees it at the file's price, its proxy's history and look-through, held fixed unless a fund."""
     lots = list(lots)
-    frames = _market_frames()
+    current = feed_market()
+    snapshot, menu = current.snapshot, list(current.menu)
     chosen: list[proxies.Proxy] = []
-    if all(lot.ticker in frames.last for lot in lots):  # the usual case: the shared frames
-        market_long, market, last, menu = frames.long, frames.risk, frames.last, list(frames.menu)
-    else:  # a ticker without prices (or not in the master): a frame of its own, with its proxy's history
+    if not all(lot.ticker in snapshot.last_prices for lot in lots):
+        # a ticker without prices (or not in the master): a snapshot of its own, with its proxy's history
         menu = menu_tickers()
-        kept, overflow = proxies.split_overflow(_unpriced_items(lots, frames.last))
-        chosen = proxies.proxies_for(kept, market=frames.risk)
+        kept, overflow = proxies.split_overflow(_unpriced_items(lots, snapshot.last_prices))
+        chosen = proxies.proxies_for(kept, market=snapshot.market)
         if overflow:
             lots = _collapse_overflow(lots, overflow)
             chosen.append(proxies.overflow_proxy(overflow))
         tickers = sorted({lot.ticker for lot in lots} | set(menu) | proxies.proxy_tickers(chosen))
-        market_long = proxies.extend_market(market_data_for(tickers=tickers, years=HISTORY_YEARS), chosen)
-        market = _risk_slice(market_long)
-        last = _last_prices(market.prices)
+        long = proxies.extend_market(market_data_for(tickers=tickers, years=HISTORY_YEARS), chosen)
+        snapshot = MarketSnapshot.build(long, risk_years=RISK_YEARS, warm=False)
         options = replace(options, fixed=options.fixed | proxies.fixed_tickers(chosen))
+    last = snapshot.last_prices
     positions = [
         Position(
             ticker=lot.ticker,
@@ -231,29 +223,33 @@ def build_request_valued(
         positions=positions,
         cash=cash,
         menu=[t for t in menu if t in last and t not in options.fixed],
-        market=market,
+        market=snapshot.market,
         options=options,
         views=views,
     )
-    return request, market_long, chosen
+    return request, snapshot, chosen
 
 
 def compute_document(
-    request: RebalanceRequest, market_long: MarketData, valued: list[proxies.Proxy] | None = None
+    request: RebalanceRequest, snapshot: MarketSnapshot | MarketData, valued: list[proxies.Proxy] | None = None
 ) -> dict[str, Any]:
-    """Run the engine and assemble the full result document (with `coverage`, see proxies.apply_coverage)."""
+    """Run the engine and assemble the full result document (`snapshot`: the one `build_request` gave; a
+    long-history `MarketData` is still accepted and makes a snapshot for this call), with `coverage` (see
+    proxies.apply_coverage)."""
     _blas_single_thread()
-    result = engine.rebalance(request, cache=_CACHE)
+    if not isinstance(snapshot, MarketSnapshot):
+        snapshot = MarketSnapshot(market=request.market, long=snapshot)
+    result = engine.rebalance(request, snapshot=snapshot, cache=_CACHE)
     document = engine.result_to_document(result)
     scenarios = _scenarios()
     before_w = document["before"]["weights"]
     after_w = document["after"]["weights"]
-    prices = market_long.prices  # the shared frame: per-frame tables are reused (engine.backtest.PRICE_HISTORIES)
     document["stress"] = historical_stress(
-        before=before_w, after=after_w, prices=prices, episodes=scenarios.get("historical", [])
+        before=before_w, after=after_w, history=snapshot.history, episodes=scenarios.get("historical", [])
     ) + hypothetical_stress(before=result.before, after=result.after, scenarios=scenarios.get("hypothetical", []))
     document["backtest"] = backtest(
-        before=before_w, after=after_w, prices=prices, years=RISK_YEARS, rebalance="monthly", curve_every="monthly"
+        before=before_w, after=after_w, history=snapshot.history, years=RISK_YEARS, rebalance="monthly",
+        curve_every="monthly",
     )
     if request.views:
         document["views"] = {
@@ -308,17 +304,17 @@ def portfolio_document(*, portfolio_id: int, inputs: dict[str, Any]) -> dict[str
     """The result document for a stored portfolio with the given run inputs (by id: the runner has the id
     from its claim, not the row)."""
     lots, cash = portfolio_lots(portfolio_id=portfolio_id)
-    request, market_long, valued = build_request_valued(lots=lots, cash=cash, options=options_from_inputs(inputs),
-                                                        target=inputs.get("target"))
-    return compute_document(request, market_long, valued)
+    request, snapshot, valued = build_request_valued(lots=lots, cash=cash, options=options_from_inputs(inputs),
+                                                     target=inputs.get("target"))
+    return compute_document(request, snapshot, valued)
 
 
 def warm_up() -> str:
     """Build this process's shared market caches before the first real run; returns a line for the log.
 
-    A worker calls it at start, before it forks its pool, so every pool process inherits the market frames,
-    the frame's risk model, price-history tables and exposure catalogue instead of building them on its
-    first run (seconds each, while a price refresh waits). It computes one document for a small portfolio
+    A worker calls it at start, before it forks its pool, so every pool process inherits the market snapshot
+    (risk model, price-history tables, exposure catalogue) instead of building it on its first run (seconds,
+    while a price refresh waits). It computes one document for a small portfolio
     of menu funds, which takes exactly the path a real run takes. Never raises: a worker must start even
     when the database is empty or not migrated yet.
     """
@@ -327,16 +323,18 @@ def warm_up() -> str:
         _blas_single_thread()
         _views()
         _scenarios()
-        frames = _market_frames()
-        if len(frames.menu) < 2:
+        current = feed_market()
+        if len(current.menu) < 2:
             return "engine warm-up skipped: no priced menu funds yet"
-        lots = [Lot(account="Warm-up", account_type="taxable", ticker=t, shares=10.0) for t in frames.menu[:3]]
+        current.snapshot.warm()  # risk model, price tables, exposure catalogue
+        lots = [Lot(account="Warm-up", account_type="taxable", ticker=t, shares=10.0) for t in current.menu[:3]]
         cash = [AccountCash(account="Warm-up", account_type="taxable", cash=1000.0)]
-        request, market_long = build_request(lots=lots, cash=cash, options=Options())
-        compute_document(request, market_long)
+        request, snapshot = build_request(lots=lots, cash=cash, options=Options())
+        compute_document(request, snapshot)
     except Exception as exc:  # the first real run builds what is missing, and says why it fails
         return f"engine warm-up skipped ({type(exc).__name__}: {exc})"
-    return f"engine warmed in {time.perf_counter() - start:.1f} s ({len(frames.last)} priced securities)"
+    return (f"engine warmed in {time.perf_counter() - start:.1f} s "
+            f"({len(current.snapshot.last_prices)} priced securities)")
 
 
 def parsed_file_lots(parsed) -> tuple[list[Lot], list[AccountCash]]:

@@ -337,7 +337,7 @@ def result_display(*, result: dict | None) -> ResultDisplay | None:
 def run_price_warnings(*, run: RebalanceRun, latest_prices_as_of: dt.date | None) -> list[str]:
     """Plain-words warnings about the prices a run used (stale, or newer prices exist)."""
     used = run.prices_as_of or _parse_date((run.result or {}).get("as_of"))
-    messages = []
+    messages: list[str] = []
     if used is None:
         return messages
     if prices_are_stale(used):
@@ -383,7 +383,7 @@ def _list(value: object) -> list:
     return value if isinstance(value, list) else []
 
 
-def _num(value: object) -> float | None:
+def _num(value: Any) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
     try:

@@ -10,6 +10,7 @@ Call points for other areas (they write first, then request the runs, in the sam
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -138,7 +139,7 @@ def recompute_request_bulk(*, portfolio_ids: list[int]) -> dict[int, int]:
     transaction commits (call it inside one). Returns {portfolio id: run id}."""
     runs = _pending_runs_ensure(portfolio_ids=portfolio_ids)
     run_ids = list(runs.values())
-    transaction.on_commit(lambda: _enqueue(run_ids))
+    transaction.on_commit(functools.partial(_enqueue, run_ids))
     return runs
 
 

@@ -136,9 +136,9 @@ class Command(BaseCommand):
         }
         lots, cash = parsed_file_lots(parsed)
         try:
-            request, market_long, valued = build_request_valued(lots=lots, cash=cash,
-                                                                 options=options_from_inputs(inputs))
-            document = compute_document(request, market_long, valued)
+            request, snapshot, valued = build_request_valued(lots=lots, cash=cash,
+                                                              options=options_from_inputs(inputs))
+            document = compute_document(request, snapshot, valued)
         except EngineError as exc:
             raise CommandError(f"{path}: no suggestion could be made: {exc}", returncode=3) from None
         document["warnings"] = list(parsed.warnings) + list(document.get("warnings", []))
