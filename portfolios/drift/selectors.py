@@ -122,9 +122,10 @@ def drift_history(*, portfolio: Portfolio, limit: int = 120) -> list[DriftCheck]
     return checks[::-1]
 
 
-def drift_chart(*, portfolio: Portfolio) -> dict:
-    """Chart data: per check, the largest drift from target and since the last suggestion, in points."""
-    checks = drift_history(portfolio=portfolio)
+def drift_chart(*, portfolio: Portfolio, checks: list[DriftCheck] | None = None) -> dict:
+    """Chart data: per check, the largest drift from target and since the last suggestion, in points
+    (`checks`: the portfolio's `drift_history`, when the caller has read it already)."""
+    checks = drift_history(portfolio=portfolio) if checks is None else checks
     return {
         "labels": [timezone.localtime(c.checked_at).strftime("%Y-%m-%d %H:%M") for c in checks],
         "largest": [round(c.largest * 100, 2) for c in checks],

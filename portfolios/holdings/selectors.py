@@ -283,3 +283,16 @@ def run_executable_trades(*, run: RebalanceRun) -> list[ExecutableTrade]:
     executed = {i: plan.executed_at for plan in run.executed_plans.order_by("executed_at") for i in plan.trade_indexes}
     trades = [t for t in (run.result or {}).get("trades") or [] if isinstance(t, dict)]
     return [ExecutableTrade(index=i, trade=t, executed_at=executed.get(i)) for i, t in enumerate(trades)]
+
+
+def run_open_trade_count(*, run: RebalanceRun | None, plans: list[ExecutedPlan]) -> int:
+    """How many of a done run's trades are not marked executed yet, from `plans` (the portfolio's executed
+    plans, newest first) when they reach back far enough; the trade count comes from the page's annotation
+    (`trade_count`, see recommendations.selectors.runs_for_page) when the run carries it."""
+    if run is None or run.status != RebalanceRun.Status.DONE:
+        return 0
+    total = getattr(run, "trade_count", None)
+    if total is None or len(plans) >= EXECUTED_PLANS_SHOWN:  # not annotated, or older plans may be cut off
+        return sum(1 for t in run_executable_trades(run=run) if t.executed_at is None)
+    executed = {i for plan in plans if plan.run_id == run.pk for i in plan.trade_indexes}
+    return max(int(total) - len(executed), 0)

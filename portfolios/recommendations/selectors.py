@@ -334,9 +334,17 @@ def result_display(*, result: dict | None) -> ResultDisplay | None:
     )
 
 
+def _result_as_of(run: RebalanceRun) -> object:
+    """The result document's `as_of`: from the page's annotation (`runs_for_page`) when the run carries it,
+    so a run read without its document is not loaded again for it."""
+    if "result_as_of" in run.__dict__:
+        return run.__dict__["result_as_of"]
+    return (run.result or {}).get("as_of")
+
+
 def run_price_warnings(*, run: RebalanceRun, latest_prices_as_of: dt.date | None) -> list[str]:
     """Plain-words warnings about the prices a run used (stale, or newer prices exist)."""
-    used = run.prices_as_of or _parse_date((run.result or {}).get("as_of"))
+    used = run.prices_as_of or _parse_date(_result_as_of(run))
     messages: list[str] = []
     if used is None:
         return messages

@@ -71,13 +71,14 @@ def drift_panel(portfolio) -> dict:
     """The target, the latest drift and the chart of drift over time, for the portfolio page."""
     import json
 
-    from portfolios.drift.selectors import drift_chart, drift_latest
+    from portfolios.drift.selectors import drift_chart, drift_history
     from portfolios.targets import target_describe, target_effective
 
-    chart = drift_chart(portfolio=portfolio)
+    checks = drift_history(portfolio=portfolio)  # oldest first: the last one is the latest check
+    chart = drift_chart(portfolio=portfolio, checks=checks)
     target = target_effective(target=portfolio.target, use_views=portfolio.use_views)
     return {
-        "portfolio": portfolio, "check": drift_latest(portfolio=portfolio), "chart": chart,
+        "portfolio": portfolio, "check": checks[-1] if checks else None, "chart": chart,
         "chart_json": json.dumps(chart), "target_lines": target_describe(target),
         "bands": portfolio.bands or {},
     }

@@ -8,7 +8,7 @@ from __future__ import annotations
 from django import template
 
 from portfolios.holdings.forms import ExecutedTradesForm
-from portfolios.holdings.selectors import executed_plans_for_portfolio, run_executable_trades
+from portfolios.holdings.selectors import executed_plans_for_portfolio, run_executable_trades, run_open_trade_count
 from portfolios.models import Portfolio, RebalanceRun
 
 register = template.Library()
@@ -22,10 +22,6 @@ def executed_trades_form(context: template.Context, run: RebalanceRun) -> dict:
 
 @register.inclusion_tag("portfolios/holdings/partials/executed_panel.html")
 def executed_panel(portfolio: Portfolio, run: RebalanceRun | None) -> dict:
-    trades = run_executable_trades(run=run) if run is not None else []
-    return {
-        "portfolio": portfolio,
-        "run": run,
-        "open_trades": sum(1 for t in trades if t.executed_at is None),
-        "plans": executed_plans_for_portfolio(portfolio=portfolio),
-    }
+    plans = executed_plans_for_portfolio(portfolio=portfolio)
+    return {"portfolio": portfolio, "run": run, "open_trades": run_open_trade_count(run=run, plans=plans),
+            "plans": plans}
