@@ -259,7 +259,7 @@ EXECUTED_PLANS_SHOWN = 20
 
 def executed_plans_for_portfolio(*, portfolio: Portfolio, limit: int = EXECUTED_PLANS_SHOWN) -> list[ExecutedPlan]:
     """The audit trail: the newest executed plans first, with who executed them."""
-    return list(portfolio.executed_plans.select_related("executed_by", "run").order_by("-executed_at", "-id")[:limit])
+    return list(portfolio.executed_plans.select_related("executed_by").order_by("-executed_at", "-id")[:limit])
 
 
 def accounts_overdrawn(*, portfolio: Portfolio) -> list[Account]:
