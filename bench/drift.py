@@ -26,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from bench.scratch import database_drop, database_recreate  # noqa: E402  (after sys.path)
+
 DB_NAME = "bench_drift"
 REDIS_URL = "redis://127.0.0.1:6379/13"
 GOAL_S = 30.0
@@ -34,18 +35,11 @@ BASELINE_SAMPLE = 20
 
 
 def recreate_database() -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    database_recreate(DB_NAME)
 
 
 def drop_database() -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+    database_drop(DB_NAME)
 
 
 def give_half_an_executed_plan(seed: int = 7) -> int:
