@@ -8,7 +8,7 @@ and left out of V and of every weight (reported in warnings).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -48,7 +48,7 @@ from engine.problem import ProblemData, Solution, solve_problem
 from engine.rounding import Allowance, Book, Repairer, ensure_cash, initial_round
 from engine.target import Target
 from engine.tax import TAX_PIECES, realise, tax_curve
-from engine.types import RebalanceRequest, RebalanceResult, Relaxation, Trade
+from engine.types import Options, RebalanceRequest, RebalanceResult, Relaxation, Trade
 
 ASSET_CLASS_EMPHASIS = 1.5  # asset-class gaps count this much more than sector/size gaps
 CASH_MAX = 2.0  # no upper bound on cash in practice (fractions of V)
@@ -75,6 +75,8 @@ def rebalance(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     prep = prepare(request, snapshot)
+    minimum = min_order_usd(request.options, prep.value)
+    request = replace(request, options=replace(request.options, min_trade_usd=minimum))
     timings["prepare"] = (time.perf_counter() - start) * 1e3
     data = problem_data(prep)
     mark = time.perf_counter()
@@ -86,6 +88,11 @@ def rebalance(
     timings["finish"] = (time.perf_counter() - mark) * 1e3
     timings["total"] = (time.perf_counter() - start) * 1e3
     return result
+
+
+def min_order_usd(options: Options, value: float) -> float:
+    """The smallest order placed for a portfolio worth `value` USD: max(min_trade_usd, min_trade_fraction x value)."""
+    return max(float(options.min_trade_usd), float(options.min_trade_fraction) * float(value))
 
 
 def problem_data(prep: Prepared) -> ProblemData:

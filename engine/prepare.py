@@ -217,6 +217,8 @@ def _check_options(o: Options) -> None:
         raise DataError("options: max_turnover must be between 0 and 2 (a fraction of value)", field="max_turnover")
     if check_number(o.min_trade_usd, "options", "min_trade_usd") < 0:
         raise DataError("options: min_trade_usd must be >= 0", field="min_trade_usd")
+    if not 0 <= check_number(o.min_trade_fraction, "options", "min_trade_fraction") < 1:
+        raise DataError("options: min_trade_fraction must be from 0 to 1", field="min_trade_fraction")
 
 
 def validate(request: RebalanceRequest) -> tuple[list[Position], list[AccountCash]]:

@@ -93,7 +93,10 @@ class Options:
     keep: frozenset[str] = frozenset()  # tickers never to sell
     fractional: bool = False
     max_turnover: float | None = None  # fraction of value; None = the profile's limit
-    min_trade_usd: float = 50.0
+    # The smallest order worth placing: the larger of min_trade_usd and min_trade_fraction of the portfolio's
+    # value (a planner's rule: no $54 orders; $250 or 0.25% of value). Smaller orders are left out.
+    min_trade_usd: float = 250.0
+    min_trade_fraction: float = 0.0025
     use_views: bool = True
     # tickers held fixed because the market data cannot trade them (valued at the broker file's own price,
     # e.g. T-bills, options): never sold, like `keep`, but not the person's choice (reported as such)
