@@ -21,6 +21,7 @@ from django.utils import timezone
 from engine import drift as engine_drift
 from engine.errors import EngineError
 from engine.exposures import ExposureCatalog
+from engine.market import last_prices
 from engine.profiles import profile_get
 from engine.risk import covariance_estimate
 from engine.target import build_target
@@ -59,9 +60,9 @@ def _market(rows: PortfolioRows) -> _Market:
     held = {t for shares in rows.shares for t in shares} | {t for w in rows.plan_weights for t in w if t != CASH}
     menu = menu_tickers()
     data = market_data_for(tickers=sorted(held | set(menu)), years=RISK_YEARS)
-    last = data.prices.ffill().iloc[-1] if len(data.prices) else None
-    universe = [t for t in data.prices.columns if last is not None and last[t] == last[t] and last[t] > 0]
-    prices = np.array([float(last[t]) for t in universe]) if last is not None else np.zeros(0)
+    last = last_prices(data.prices)
+    universe = list(last)
+    prices = np.array([last[t] for t in universe])
     return _Market(data=data, universe=universe, prices=prices, menu=[t for t in menu if t in set(universe)])
 
 

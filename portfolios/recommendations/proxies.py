@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from engine.exposures import HOLDINGS_PROXY
+from engine.market import last_prices
 from engine.risk import SECTOR_PROXY
 from engine.types import MarketData, RebalanceRequest, SecurityInfo
 
@@ -291,8 +292,7 @@ def _proxy_info(item: Unpriced, kind: str, blend: tuple[tuple[str, float], ...],
 
 def proxies_for(items: Iterable[Unpriced], *, market: MarketData) -> list[Proxy]:
     """A proxy for each unpriced item, from the tickers `market` prices."""
-    last = market.prices.ffill().iloc[-1] if len(market.prices) else pd.Series(dtype=float)
-    available = {str(t) for t, v in last.items() if pd.notna(v) and v > 0}
+    available = set(last_prices(market.prices))
     return [choose_proxy(item, available=available, as_of=market.as_of, securities=market.securities)
             for item in items]
 
