@@ -338,7 +338,7 @@ def idle_cash_warning(
         buy = prep.can_buy & (prep.slot_account == a)
         if buy.any():
             share = 0.0 if options.fractional else float((prep.prices[buy] * (1 + prep.cost_rate[buy])).min())
-            uninvestable[a] = max(float(options.min_trade_usd), share)
+            uninvestable[a] = max(prep.min_order, share)
     tolerance = max(IDLE_CASH_SHARE * prep.value, float(uninvestable[np.isfinite(uninvestable)].sum()))
     if extra.sum() <= tolerance:
         return None
@@ -352,7 +352,7 @@ def idle_cash_warning(
         why = f"the {prep.profile.name} target mix keeps {pct(target_cash)} of the portfolio in cash"
     elif solver_extra <= tolerance:
         how = "whole shares" if not options.fractional else "trade sizes"
-        why = (f"rounding to {how} and the {usd(options.min_trade_usd)} minimum trade size, while keeping your "
+        why = (f"rounding to {how} and the {usd(prep.min_order)} minimum trade size, while keeping your "
                f"limits, left it uninvested; a next run would invest it")
     elif float(solution.buys.sum()) >= lim.max_turnover + prep.cash_in() / prep.value - 1e-6:
         why = (f"the turnover limit of {pct(lim.max_turnover)} per run caps purchases (buys paid from sales count "
@@ -380,7 +380,7 @@ def cause_of(breach: Breach, prep: Prepared, cont: Metrics, options) -> Cause:
     if solver_met:
         how = "rounding to whole shares" if not options.fractional else "leaving out trades under the minimum size"
         fix = "fractional shares would meet it exactly" if not options.fractional else "a next run would fine-tune it"
-        return Cause(f"{how} and the {usd(options.min_trade_usd)} minimum trade size leave it there", fix)
+        return Cause(f"{how} and the {usd(prep.min_order)} minimum trade size leave it there", fix)
     if breach.limit == "max_turnover":
         return Cause("meeting the other limits (or raising the withdrawal) needs more trading than that",
                      "the turnover limit applies again on the next run")

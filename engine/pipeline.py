@@ -8,7 +8,7 @@ and left out of V and of every weight (reported in warnings).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,7 +48,7 @@ from engine.problem import ProblemData, Solution, solve_problem
 from engine.rounding import Allowance, Book, Repairer, ensure_cash, initial_round
 from engine.target import Target
 from engine.tax import TAX_PIECES, realise, tax_curve
-from engine.types import Options, RebalanceRequest, RebalanceResult, Relaxation, Trade
+from engine.types import RebalanceRequest, RebalanceResult, Relaxation, Trade
 
 ASSET_CLASS_EMPHASIS = 1.5  # asset-class gaps count this much more than sector/size gaps
 CASH_MAX = 2.0  # no upper bound on cash in practice (fractions of V)
@@ -75,8 +75,6 @@ def rebalance(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     prep = prepare(request, snapshot)
-    minimum = min_order_usd(request.options, prep.value)
-    request = replace(request, options=replace(request.options, min_trade_usd=minimum))
     timings["prepare"] = (time.perf_counter() - start) * 1e3
     data = problem_data(prep)
     mark = time.perf_counter()
@@ -88,11 +86,6 @@ def rebalance(
     timings["finish"] = (time.perf_counter() - mark) * 1e3
     timings["total"] = (time.perf_counter() - start) * 1e3
     return result
-
-
-def min_order_usd(options: Options, value: float) -> float:
-    """The smallest order placed for a portfolio worth `value` USD: max(min_trade_usd, min_trade_fraction x value)."""
-    return max(float(options.min_trade_usd), float(options.min_trade_fraction) * float(value))
 
 
 def problem_data(prep: Prepared) -> ProblemData:
@@ -259,14 +252,14 @@ def round_orders(request: RebalanceRequest, prep: Prepared, solution: Solution) 
     relief = np.minimum(solution.relief * V, withdrawal)
     w_cont = solution.w / max(solution.total, 1e-12)
     cont = measure(w_cont, prep.risk, prep.exposures, book.turnover(q_cont))
-    q, _ = initial_round(book, q_cont, fractional=options.fractional, min_trade_usd=options.min_trade_usd)
+    q, _ = initial_round(book, q_cont, fractional=options.fractional, min_trade_usd=prep.min_order)
     repairer = Repairer(book, prep.risk, prep.exposures, prep.limits, _allowance(prep, cont),
-                        fractional=options.fractional, min_trade_usd=options.min_trade_usd,
+                        fractional=options.fractional, min_trade_usd=prep.min_order,
                         cash_drag=prep.costs.cash_drag)
     q, steps = repairer.repair(q, relief, q_cont, max_steps=4 * len(q) + 20)
     q, relief = ensure_cash(book, q, relief, withdrawal, fractional=options.fractional)
     cont_amount = np.abs(q_cont * prep.prices)
-    dropped = int(((cont_amount >= 1.0) & (cont_amount < options.min_trade_usd) & (q == 0)).sum())
+    dropped = int(((cont_amount >= 1.0) & (cont_amount < prep.min_order) & (q == 0)).sum())
     cash_after = book.cash_after(q, relief)
     dollars_after = book.asset_dollars(q)
     total_after = float(dollars_after.sum() + cash_after.sum())
@@ -294,14 +287,13 @@ def _relaxations(request: RebalanceRequest, prep: Prepared, r: Rounded) -> list[
     return relaxations
 
 
-def _warnings(request: RebalanceRequest, prep: Prepared, solution: Solution, r: Rounded,
+def _warnings(prep: Prepared, solution: Solution, r: Rounded,
               trades: list[Trade], idle: str | None) -> list[str]:
-    options = request.options
     warnings = list(prep.warnings)
     bought = {t.ticker for t in trades if t.action == "buy"}
     warnings += [w for w in prep.risk.warnings if w.split(" ", 1)[0] in bought - prep.held]
     if r.dropped:
-        warnings.append(f"{r.dropped} trade(s) under the {usd(options.min_trade_usd)} minimum were left out.")
+        warnings.append(f"{r.dropped} trade(s) under the {usd(prep.min_order)} minimum were left out.")
     if solution.report.attempts:
         failed = "; ".join(solution.report.attempts)
         warnings.append(f"Solved with the fallback solver {solution.report.solver} ({failed}).")
@@ -359,7 +351,7 @@ def finish(
         trades=trades,
         before=snap_before,
         after=snap_after,
-        warnings=_warnings(request, prep, solution, r, trades, idle),
+        warnings=_warnings(prep, solution, r, trades, idle),
         relaxations=relaxations,
         summary=summary,
         est_costs=est_costs,

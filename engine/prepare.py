@@ -48,6 +48,7 @@ class Prepared:
     cash_change: np.ndarray  # (m,) USD, + add / - withdrawal
     value: float  # V (USD)
     value_before: float  # current value (USD), before the cash change
+    min_order: float  # USD: the smallest order placed, max(options.min_trade_usd, options.min_trade_fraction x V)
     universe: list[str]
     slot_ticker: list[str]
     slot_account: np.ndarray
@@ -162,6 +163,7 @@ def prepare(request: RebalanceRequest, snapshot: MarketSnapshot) -> Prepared:
         cash_change=money.cash_change,
         value=money.value,
         value_before=money.value_before,
+        min_order=max(float(options.min_trade_usd), float(options.min_trade_fraction) * money.value),
         universe=models.universe,
         slot_ticker=slots.ticker,
         slot_account=slots.account,
