@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from portfolios.drift.selectors import drift_latest_by_portfolio
 from portfolios.forms import PortfolioForm
 from portfolios.health import health_report
 from portfolios.holdings.selectors import portfolio_summaries
@@ -29,7 +30,9 @@ def health(request: HttpRequest) -> JsonResponse:
 
 def portfolio_list(request: HttpRequest) -> HttpResponse:
     summaries = portfolio_summaries(owner=request.user)
-    return render(request, "portfolios/portfolio_list.html", {"summaries": summaries})
+    checks = drift_latest_by_portfolio(portfolio_ids=[s.portfolio.pk for s in summaries])  # one query for all
+    rows = [(s, checks.get(s.portfolio.pk)) for s in summaries]
+    return render(request, "portfolios/portfolio_list.html", {"summaries": summaries, "rows": rows})
 
 
 @require_http_methods(["GET", "POST"])

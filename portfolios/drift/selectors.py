@@ -105,10 +105,6 @@ def alert_mode_for(*, user) -> str:
     return alert_modes(user_ids=[user.pk])[user.pk]
 
 
-def drift_latest(*, portfolio: Portfolio) -> DriftCheck | None:
-    return DriftCheck.objects.filter(portfolio=portfolio).order_by("-checked_at", "-id").first()
-
-
 def drift_latest_by_portfolio(*, portfolio_ids: Iterable[int]) -> dict[int, DriftCheck]:
     """The newest check of each portfolio (one query)."""
     newest = DriftCheck.objects.filter(portfolio=OuterRef("portfolio")).order_by("-checked_at", "-id")

@@ -58,14 +58,6 @@ def pct_points(value: float | None) -> str:
     return "" if value is None else f"{value * 100:.1f} points"
 
 
-@register.simple_tag
-def drift_latest_check(portfolio):
-    """The portfolio's newest drift check (for the list badge)."""
-    from portfolios.drift.selectors import drift_latest
-
-    return drift_latest(portfolio=portfolio)
-
-
 @register.inclusion_tag("portfolios/drift/panel.html")
 def drift_panel(portfolio) -> dict:
     """The target, the latest drift and the chart of drift over time, for the portfolio page."""
