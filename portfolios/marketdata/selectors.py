@@ -126,11 +126,15 @@ def price_rows(
 
 
 def _version_token() -> tuple:
-    """Changes whenever securities, prices or look-through rows are added, removed or touched."""
+    """Changes whenever priced securities, prices or look-through rows are added, removed or touched.
+
+    Unconfirmed securities (a ticker first seen in an upload: never priced) are left out: no run's market
+    data holds them, so adding one must not make every worker rebuild its snapshot."""
     tables = {m: m._meta.db_table for m in (Security, Price, EtfSectorWeight, EtfHolding)}
     sql = (
-        f"SELECT (SELECT COUNT(*) FROM {tables[Security]}), (SELECT MAX(id) FROM {tables[Security]}), "  # noqa: S608
-        f"(SELECT MAX(updated_at) FROM {tables[Security]}), (SELECT MAX(id) FROM {tables[Price]}), "
+        f"SELECT (SELECT COUNT(*) FROM {tables[Security]} WHERE priced), "  # noqa: S608
+        f"(SELECT MAX(id) FROM {tables[Security]} WHERE priced), "
+        f"(SELECT MAX(updated_at) FROM {tables[Security]} WHERE priced), (SELECT MAX(id) FROM {tables[Price]}), "
         f"(SELECT MAX(date) FROM {tables[Price]}), (SELECT MAX(id) FROM {tables[EtfSectorWeight]}), "
         f"(SELECT MAX(id) FROM {tables[EtfHolding]})"
     )
