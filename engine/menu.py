@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from engine.roles import fund_role
 from engine.types import SecurityInfo
 
 # Same index (or near-identical) as a fund already on the menu: keep one of each pair.
@@ -50,8 +51,6 @@ def one_fund_per_role(
     no new position and selling it to buy its twin would only churn), one the views name (`preferred`,
     in their order), else the first in the menu's order. Order of the menu is kept.
     """
-    from engine.roles import fund_role  # light: no solver import
-
     def role(ticker: str) -> str:
         info = securities.get(ticker)
         return fund_role(info, etf_sectors.get(ticker)) if info else f"unknown:{ticker}"
@@ -72,11 +71,12 @@ def _fund_preference(ticker: str, held: set[str], rank: Mapping[str, int]) -> tu
 
 
 def views_vehicles(views: Mapping[str, object] | None) -> list[str]:
-    """The funds the views name, core first then the tilt vehicles (their order kept)."""
+    """The funds the views name, core first, then the tilt vehicles, then a custom target's bond funds."""
     tilts = (views or {}).get("tilts") or {}
     if not isinstance(tilts, Mapping):
         return []
     named = list(tilts.get("core") or {})
     for tickers in (tilts.get("vehicles") or {}).values():
         named += [t for t in tickers if t not in named]
+    named += [t for t in (tilts.get("bonds") or {}) if t not in named]  # a custom target's bond funds
     return named

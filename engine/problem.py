@@ -212,13 +212,3 @@ def conic_solution(
         objective=objective,
         report=report,
     )
-
-
-def __getattr__(name: str) -> object:
-    """Old homes of names that moved (engine.fallback: `CompiledProblem`, `ProblemCache`), kept for callers
-    written before the split."""
-    if name in ("CompiledProblem", "ProblemCache"):
-        from engine import fallback
-
-        return getattr(fallback, name)
-    raise AttributeError(f"module 'engine.problem' has no attribute {name!r}")

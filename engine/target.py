@@ -53,7 +53,9 @@ class Target:
 def target_key(profile: Profile, views: Mapping[str, Any] | None, menu: Sequence[str]) -> str:
     """A stable cache key for a target."""
     tilts = views.get("tilts") if views else None
-    return json.dumps([profile.name, tilts, views.get("as_of") if views else None, sorted(menu)], sort_keys=True)
+    label = views.get("label") if views else None  # a custom target's name is its `source`
+    return json.dumps([profile.name, tilts, views.get("as_of") if views else None, label, sorted(menu)],
+                      sort_keys=True)
 
 
 def build_target(

@@ -71,3 +71,13 @@ def test_a_plan_never_buys_two_funds_of_one_role():
                           engine.load_views(), engine.ProblemCache())
         bought = {t["ticker"] for t in doc["trades"] if t["action"] == "buy"}
         assert len({roles[t] for t in bought}) == len(bought), (case.name, sorted(bought))
+
+
+def test_a_custom_targets_bond_fund_is_the_one_kept_for_its_role():
+    from engine.menu import one_fund_per_role, views_vehicles
+
+    market = load_bundled_market(years=1)
+    views = {"tilts": {"core": {"VTI": 1.0}, "bonds": {"AGG": 1.0}}}
+    kept = one_fund_per_role(["BND", "AGG", "VTI"], held=[], securities=market.securities,
+                             etf_sectors=market.etf_sectors, preferred=views_vehicles(views))
+    assert kept == ["AGG", "VTI"]
