@@ -13,6 +13,7 @@ from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from portfolios.models import Account, DriftAlertSetting, DriftCheck, Holding, Portfolio, RebalanceRun
+from portfolios.recommendations.selectors import LATEST_DONE_ORDER
 
 
 @dataclass
@@ -36,7 +37,7 @@ def drift_portfolio_rows(*, portfolio_ids: Iterable[int] | None = None) -> Portf
     """Load the drift check's inputs in four queries (portfolios, holdings, cash, plans)."""
     portfolios = Portfolio.objects.all() if portfolio_ids is None else Portfolio.objects.filter(id__in=portfolio_ids)
     latest_done = RebalanceRun.objects.filter(portfolio=OuterRef("pk"), status=RebalanceRun.Status.DONE).order_by(
-        "-finished_at", "-id"
+        *LATEST_DONE_ORDER  # the drift is measured since the run the page shows
     )
     rows = list(
         portfolios.annotate(plan_run=Subquery(latest_done.values("id")[:1]))

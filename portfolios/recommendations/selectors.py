@@ -145,6 +145,9 @@ def _has_holdings(portfolio: Portfolio) -> bool:
     return known if known is not None else Holding.objects.filter(account__portfolio=portfolio).exists()
 
 
+LATEST_DONE_ORDER = ("-created_at", "-id")  # "latest done run": the one requested last, whenever it finished
+
+
 def run_latest_done(*, portfolio: Portfolio) -> RebalanceRun | None:
     """The newest done run: the one requested last (created_at, then id), whenever it finished.
 
@@ -152,7 +155,7 @@ def run_latest_done(*, portfolio: Portfolio) -> RebalanceRun | None:
     """
     return (
         RebalanceRun.objects.filter(portfolio=portfolio, status=RebalanceRun.Status.DONE)
-        .order_by("-created_at", "-id")
+        .order_by(*LATEST_DONE_ORDER)
         .first()
     )
 
