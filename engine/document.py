@@ -51,6 +51,7 @@ def snapshot_to_document(snap: Snapshot) -> dict[str, Any]:
         "largest_position": {"ticker": snap.largest_position[0], "weight": _frac(snap.largest_position[1])},
         "largest_sector": {"sector": snap.largest_sector[0], "weight": _frac(snap.largest_sector[1])},
         "effective_holdings": round(float(snap.effective_holdings), 2),
+        "volatility_sample": None if snap.volatility_sample is None else _frac(snap.volatility_sample),
     }
 
 
@@ -90,4 +91,13 @@ def result_to_document(result: RebalanceResult) -> dict[str, Any]:
             for r in result.relaxations
         ],
         "warnings": list(result.warnings),
+        "notes": list(result.notes),
+        "orders": len(result.trades),
+        "funds_bought": len({t.ticker for t in result.trades if t.action == "buy"}),
+        "tradeoffs": [
+            {"budget": None if t.budget is None else _frac(t.budget), "est_taxes": _money(t.est_taxes),
+             "volatility": _frac(t.volatility), "limits_met": t.limits_met, "limits_total": t.limits_total,
+             "current": t.current}
+            for t in result.tradeoffs
+        ],
     }

@@ -101,6 +101,13 @@ class Options:
     # tickers held fixed because the market data cannot trade them (valued at the broker file's own price,
     # e.g. T-bills, options): never sold, like `keep`, but not the person's choice (reported as such)
     fixed: frozenset[str] = frozenset()
+    # Estimated tax (net of harvested losses) the plan may realise, as a fraction of value per calendar year:
+    # 0.01 = 1% (the default), 0 = realise no net gains, None = no limit. `tax_spent_usd` is tax already
+    # realised this calendar year (executed plans), taken off the budget.
+    tax_budget: float | None = 0.01
+    tax_spent_usd: float = 0.0
+    # At most this many distinct funds bought in one plan (None = no cap).
+    max_funds: int | None = 6
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,8 @@ class Snapshot:
     largest_position: tuple[str, float] = ("", 0.0)
     largest_sector: tuple[str, float] = ("", 0.0)
     effective_holdings: float = 0.0  # 1 / sum(w^2) over look-through names
+    # volatility on the plain sample covariance of the last 3 years of daily returns (None: not measured)
+    volatility_sample: float | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,18 @@ class Relaxation:
     requested: float
     achieved: float
     message: str  # plain words: which limit moved, by how much, what a next run would do
+
+
+@dataclass(frozen=True)
+class TradeOff:
+    """One row of the tax trade-off table: what a yearly tax budget would buy."""
+
+    budget: float | None  # fraction of value (None = no limit)
+    est_taxes: float  # USD
+    volatility: float  # after, annualised
+    limits_met: int
+    limits_total: int
+    current: bool = False  # the plan's own budget
 
 
 @dataclass(frozen=True)
@@ -165,3 +186,5 @@ class RebalanceResult:
     est_costs: float = 0.0
     est_taxes: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    tradeoffs: list[TradeOff] = field(default_factory=list)  # tax budget vs risk and limits (when it binds)
+    notes: list[str] = field(default_factory=list)  # planner's notes: nothing to do, waits, harvests, location
