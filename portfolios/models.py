@@ -145,6 +145,13 @@ class Profile(models.TextChoices):
     AGGRESSIVE = "aggressive", "Aggressive"
 
 
+# Bounds of the plan's own limits (Portfolio.max_funds, min_trade_usd, min_trade_fraction), the same in the
+# options form, the API and the CLI.
+MAX_FUNDS_LIMIT = 50
+MIN_TRADE_USD_LIMIT = 100_000
+MIN_TRADE_FRACTION_LIMIT = 0.10
+
+
 def default_target() -> dict:
     return {"kind": "thesis"}
 
@@ -173,6 +180,19 @@ class Portfolio(models.Model):
         null=True, blank=True, help_text="Fraction of value; blank uses the profile's limit"
     )
     use_views = models.BooleanField(default=True, help_text="Apply the dated investment views")
+    # A planner's limits on the plan itself (engine.types.Options of the same names).
+    tax_budget = models.FloatField(
+        null=True, blank=True, default=0.01,
+        help_text="Estimated tax a plan may realise, fraction of value per calendar year (0: no net gains; "
+        "blank: no limit)",
+    )
+    max_funds = models.PositiveSmallIntegerField(
+        null=True, blank=True, default=6, help_text="Most distinct funds one plan buys (blank: no cap)"
+    )
+    min_trade_usd = models.FloatField(default=250.0, help_text="Smallest order, USD (the larger of the two applies)")
+    min_trade_fraction = models.FloatField(
+        default=0.0025, help_text="Smallest order, fraction of value (the larger of the two applies)"
+    )
     # The target: {"kind": "thesis"} (default; the views on or off follow `use_views`), {"kind": "neutral"}
     # or a custom mix (validated by portfolios.targets.target_validate). Bands: drift tolerance.
     target = models.JSONField(default=default_target, blank=True, help_text="The portfolio's target (see targets.py)")

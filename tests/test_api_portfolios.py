@@ -16,7 +16,8 @@ def test_it_creates_a_portfolio_and_answers_201_with_its_id(alice):
     portfolio = Portfolio.objects.get(pk=body["id"])
     assert (portfolio.owner, portfolio.name, portfolio.profile) == (alice, "Retirement", "aggressive")
     assert body == {"id": portfolio.pk, "name": "Retirement", "profile": "aggressive", "value": 0.0, "cash": 0.0,
-                    "holdings": [], "target": {"kind": "thesis"}, "bands": {"absolute": 0.05, "relative": 0.25}}
+                    "holdings": [], "target": {"kind": "thesis"}, "bands": {"absolute": 0.05, "relative": 0.25},
+                    "tax_budget": 0.01, "max_funds": 6, "min_trade_usd": 250.0, "min_trade_fraction": 0.0025}
     assert response["Location"] == f"/api/portfolios/{portfolio.pk}/"
 
 

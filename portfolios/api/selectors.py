@@ -8,7 +8,8 @@ from portfolios.targets import target_effective
 
 
 def portfolio_detail_document(*, portfolio: Portfolio) -> dict:
-    """`{id, name, profile, value, cash, holdings: [{ticker, account, shares, cost_basis, price, value}]}`.
+    """`{id, name, profile, value, cash, holdings: [{ticker, account, shares, cost_basis, price, value}], target,
+    bands, tax_budget, max_funds, min_trade_usd, min_trade_fraction}`.
 
     `value` is the priced positions plus the accounts' cash, in USD. A position the market data cannot price
     is valued at the broker file's price or market value; one with no price at all has null price and value
@@ -37,6 +38,10 @@ def portfolio_detail_document(*, portfolio: Portfolio) -> dict:
         "holdings": holdings,
         "target": target_effective(target=portfolio.target, use_views=portfolio.use_views),
         "bands": portfolio.bands,
+        "tax_budget": portfolio.tax_budget,
+        "max_funds": portfolio.max_funds,
+        "min_trade_usd": portfolio.min_trade_usd,
+        "min_trade_fraction": portfolio.min_trade_fraction,
     }
 
 

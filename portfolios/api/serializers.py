@@ -13,7 +13,14 @@ from rest_framework import serializers
 from engine.tickers import TICKER_MAX_LEN, ticker_normalize
 from portfolios.access import id_parse
 from portfolios.holdings.services import MAX_FILL_PRICE, ExecutedSelection
-from portfolios.models import Portfolio, Profile, RebalanceRun
+from portfolios.models import (
+    MAX_FUNDS_LIMIT,
+    MIN_TRADE_FRACTION_LIMIT,
+    MIN_TRADE_USD_LIMIT,
+    Portfolio,
+    Profile,
+    RebalanceRun,
+)
 
 MAX_CASH_USD = 1e12
 MAX_KEEP_TICKERS = 50
@@ -64,6 +71,13 @@ class StrictTickerField(StrictCharField):
             return ticker_normalize(text)
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from None
+
+
+class StrictIntegerField(serializers.IntegerField):
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class StrictBooleanField(serializers.BooleanField):
@@ -158,7 +172,33 @@ class BandsField(serializers.JSONField):
             raise serializers.ValidationError([f"{k}: {v}" for k, v in exc.errors.items()]) from None
 
 
-class PortfolioWriteSerializer(serializers.Serializer):
+# --- the plan's own limits: portfolio settings (PATCH) and one run's options (rebalance) -------------
+
+TAX_BUDGET_HELP = ("Estimated tax a plan may realise, fraction of value per calendar year, net of losses and of the "
+                   "tax executed plans already realised this year: 0.01 = 1% (default), 0 = no net gains, "
+                   "null = no limit")
+MAX_FUNDS_HELP = f"Most distinct funds one plan buys, 1 to {MAX_FUNDS_LIMIT} (default 6; null = no cap)"
+MIN_TRADE_USD_HELP = ("Smallest order in USD (default 250); the larger of this and min_trade_fraction of the value "
+                      "applies")
+MIN_TRADE_FRACTION_HELP = ("Smallest order as a fraction of the portfolio's value (default 0.0025 = 0.25%); the larger "
+                           "of this and min_trade_usd applies")
+PLAN_LIMIT_FIELDS = ("tax_budget", "max_funds", "min_trade_usd", "min_trade_fraction")
+
+
+class PlanLimitsSerializer(serializers.Serializer):
+    """The plan's own limits, each optional: an omitted one keeps the portfolio's setting."""
+
+    tax_budget = StrictFloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0,
+                                  help_text=TAX_BUDGET_HELP)
+    max_funds = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_FUNDS_LIMIT,
+                                   help_text=MAX_FUNDS_HELP)
+    min_trade_usd = StrictFloatField(required=False, min_value=0.0, max_value=float(MIN_TRADE_USD_LIMIT),
+                                     help_text=MIN_TRADE_USD_HELP)
+    min_trade_fraction = StrictFloatField(required=False, min_value=0.0, max_value=MIN_TRADE_FRACTION_LIMIT,
+                                          help_text=MIN_TRADE_FRACTION_HELP)
+
+
+class PortfolioWriteSerializer(PlanLimitsSerializer):
     """Body of `POST /api/portfolios/` (name required) and `PATCH /api/portfolios/{id}/` (any subset)."""
 
     name = StrictCharField(
@@ -190,6 +230,10 @@ class PortfolioDetailSerializer(serializers.Serializer):
     holdings = HoldingSerializer(many=True)
     target = TargetField()
     bands = BandsField()
+    tax_budget = serializers.FloatField(allow_null=True, help_text=TAX_BUDGET_HELP)
+    max_funds = serializers.IntegerField(allow_null=True, help_text=MAX_FUNDS_HELP)
+    min_trade_usd = serializers.FloatField(help_text=MIN_TRADE_USD_HELP)
+    min_trade_fraction = serializers.FloatField(help_text=MIN_TRADE_FRACTION_HELP)
 
 
 # --- import --------------------------------------------------------------------------------------
@@ -239,7 +283,7 @@ class ImportErrorsSerializer(serializers.Serializer):
 # --- rebalance runs ------------------------------------------------------------------------------
 
 
-class RebalanceRequestSerializer(serializers.Serializer):
+class RebalanceRequestSerializer(PlanLimitsSerializer):
     """Options for one run; an omitted option takes the portfolio's current setting."""
 
     profile = serializers.ChoiceField(choices=Profile.choices, required=False)
@@ -270,9 +314,76 @@ class RunAcceptedSerializer(serializers.Serializer):
     url = serializers.CharField()
 
 
+_NUM = {"type": "number"}
+_FRACTIONS = {"type": "object", "additionalProperties": _NUM}
+_SNAPSHOT = {
+    "type": "object",
+    "description": "Exposures of the current (before) or proposed (after) portfolio",
+    "properties": {
+        "weights": {**_FRACTIONS, "description": "ticker: fraction of total value, cash as CASH"},
+        "sectors": {**_FRACTIONS, "description": "GICS look-through, fractions of the stock part"},
+        "size": {**_FRACTIONS, "description": "large/mid/small, fractions of the stock part"},
+        "volatility": {"type": "number", "description": "Annualised, on the optimizer's (shrunk) risk model"},
+        "volatility_sample": {"type": "number", "nullable": True,
+                              "description": "Annualised, on the plain sample covariance of the last 3 years "
+                                             "(null or absent: not measured, e.g. a run from before it existed)"},
+    },
+    "additionalProperties": {},
+}
+RESULT_SCHEMA = {
+    "type": "object",
+    "nullable": True,
+    "description": (
+        "The CLI JSON document (DESIGN.md) once status is done, null before. Keys are only ever added: a run "
+        "computed before a key existed lacks it (orders, funds_bought, notes, tradeoffs, tax_budget, tax_spent_usd, "
+        "volatility_sample came with issue 15)."
+    ),
+    "properties": {
+        "as_of": {"type": "string", "format": "date"},
+        "profile": {"type": "string"},
+        "status": {"type": "string", "description": "optimal | relaxed | partial"},
+        "value": {"type": "number", "description": "Portfolio value after the cash change, USD"},
+        "summary": {"type": "string"},
+        "trades": {"type": "array", "items": {"type": "object", "additionalProperties": {}, "properties": {
+            "ticker": {"type": "string"}, "account": {"type": "string"},
+            "action": {"type": "string", "enum": ["buy", "sell"]}, "shares": _NUM, "price": _NUM,
+            "amount": _NUM, "reason": {"type": "string"}, "est_tax": _NUM, "est_cost": _NUM}}},
+        "before": _SNAPSHOT,
+        "after": _SNAPSHOT,
+        "warnings": {"type": "array", "items": {"type": "string"}},
+        "est_taxes": {"type": "number", "description": "Estimated tax of the plan, USD, net of harvested losses"},
+        "est_costs": {"type": "number", "description": "Estimated trading costs, USD"},
+        "orders": {"type": "integer", "description": "Number of orders (trades)"},
+        "funds_bought": {"type": "integer", "description": "Distinct tickers bought"},
+        "notes": {"type": "array", "items": {"type": "string"},
+                  "description": "The planner's notes in plain words (nothing to do, a lot waited for, a loss "
+                                 "harvested, why bonds went to an IRA)"},
+        "tradeoffs": {"type": "array", "description": "What other yearly tax budgets would buy (empty unless the "
+                                                      "budget binds)",
+                      "items": {"type": "object", "additionalProperties": {}, "properties": {
+                          "budget": {"type": "number", "nullable": True,
+                                     "description": "Fraction of value per year (null: no limit)"},
+                          "est_taxes": {"type": "number", "description": "USD"},
+                          "volatility": {"type": "number", "description": "After, annualised"},
+                          "limits_met": {"type": "integer"}, "limits_total": {"type": "integer"},
+                          "current": {"type": "boolean", "description": "The plan's own budget"}}}},
+        "tax_budget": {"type": "number", "nullable": True,
+                       "description": "The budget the plan was held to, fraction of value per year (null: no limit)"},
+        "tax_spent_usd": {"type": "number",
+                          "description": "Tax executed plans already realised this calendar year, taken off the "
+                                         "budget, USD"},
+    },
+    "additionalProperties": {},
+}
+
+
 class RunSerializer(serializers.ModelSerializer):
-    inputs = serializers.SerializerMethodField(help_text="Options the run uses (profile, cash, buy_only, keep, ...)")
-    result = serializers.SerializerMethodField(help_text="The CLI JSON document (DESIGN.md) once status is done")
+    inputs = serializers.SerializerMethodField(
+        help_text="Options the run uses (profile, cash, buy_only, keep, fractional, max_turnover, use_views, "
+        "tax_budget, tax_spent_usd, max_funds, min_trade_usd, min_trade_fraction; a run from before an option "
+        "existed lacks it)"
+    )
+    result = serializers.SerializerMethodField()
     error = serializers.CharField(read_only=True, help_text="Why the run failed (empty unless status is failed)")
 
     class Meta:
@@ -287,19 +398,12 @@ class RunSerializer(serializers.ModelSerializer):
     def get_inputs(self, run: RebalanceRun) -> dict:
         return run.inputs or {}
 
-    @extend_schema_field({"type": "object", "additionalProperties": {}, "nullable": True})
+    @extend_schema_field(RESULT_SCHEMA)
     def get_result(self, run: RebalanceRun) -> dict | None:
         return run.result if run.status == RebalanceRun.Status.DONE else None
 
 
 # --- executed plans ------------------------------------------------------------------------------
-
-
-class StrictIntegerField(serializers.IntegerField):
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 @extend_schema_field({

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
@@ -10,11 +12,16 @@ from portfolios.models import Holding, Portfolio, Profile, RebalanceRun
 from portfolios.recommendations.services import rebalance_run_request
 from portfolios.targets import target_effective
 
+PLAN_LIMITS = ("tax_budget", "max_funds", "min_trade_usd", "min_trade_fraction")
+
 
 def portfolio_create(
-    *, owner, name: str, profile: str = Profile.MODERATE, target: dict | None = None, bands: dict | None = None
+    *, owner, name: str, profile: str = Profile.MODERATE, target: dict | None = None, bands: dict | None = None,
+    **limits: Any,
 ) -> Portfolio:
-    portfolio = Portfolio.objects.create(owner=owner, name=name, profile=profile)
+    """A new portfolio; `limits` may set any of PLAN_LIMITS (tax_budget, max_funds, min_trade_usd,
+    min_trade_fraction), the rest take the model's defaults."""
+    portfolio = Portfolio.objects.create(owner=owner, name=name, profile=profile, **_plan_limits(limits))
     if target is not None or bands is not None:
         portfolio_target_set(portfolio=portfolio, target=target or portfolio.target, bands=bands)
     return portfolio
@@ -22,23 +29,36 @@ def portfolio_create(
 
 def portfolio_update(
     *, portfolio: Portfolio, name: str | None = None, profile: str | None = None,
-    target: dict | None = None, bands: dict | None = None,
+    target: dict | None = None, bands: dict | None = None, **limits: Any,
 ) -> Portfolio:
-    """Rename and/or change the risk profile, the target or the drift bands. A new profile or target
-    recomputes the suggestion (if there is anything to rebalance), as changing it on the web page does."""
+    """Rename and/or change the risk profile, the target, the drift bands or the plan limits (`limits`: any of
+    PLAN_LIMITS; None is a value there: no limit). A new profile, target or limit recomputes the suggestion
+    (if there is anything to rebalance), as changing it on the web page does."""
+    limits = _plan_limits(limits)
     with transaction.atomic():
         if target is not None or bands is not None:
             current = target_effective(target=portfolio.target, use_views=portfolio.use_views)
             portfolio_target_set(portfolio=portfolio, target=target or current, bands=bands)
-        profile_changed = profile is not None and profile != portfolio.profile
+        changed = (profile is not None and profile != portfolio.profile) or any(
+            getattr(portfolio, key) != value for key, value in limits.items()
+        )
         if name is not None:
             portfolio.name = name
         if profile is not None:
             portfolio.profile = profile
-        portfolio.save(update_fields=["name", "profile", "updated_at"])
-        if profile_changed and Holding.objects.filter(account__portfolio=portfolio).exists():
+        for key, value in limits.items():
+            setattr(portfolio, key, value)
+        portfolio.save(update_fields=["name", "profile", *limits, "updated_at"])
+        if changed and Holding.objects.filter(account__portfolio=portfolio).exists():
             rebalance_run_request(portfolio=portfolio, trigger=RebalanceRun.Trigger.OPTIONS)
     return portfolio
+
+
+def _plan_limits(limits: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(limits) - set(PLAN_LIMITS)
+    if unknown:
+        raise TypeError(f"not a plan limit: {', '.join(sorted(unknown))}")
+    return limits
 
 
 def portfolio_delete(*, portfolio: Portfolio) -> None:

@@ -77,7 +77,7 @@ class PortfolioListView(generics.ListCreateAPIView):
     get=extend_schema(summary="A portfolio with its valued holdings",
                       responses={200: s.PortfolioDetailSerializer, **_AUTH_ERRORS, **_NOT_FOUND}),
     patch=extend_schema(
-        summary="Rename a portfolio or change its risk profile, target or drift bands",
+        summary="Rename a portfolio or change its risk profile, target, drift bands or plan limits",
         request=s.PortfolioWriteSerializer,
         responses={200: s.PortfolioDetailSerializer, **_BAD_REQUEST, **_AUTH_ERRORS, **_NOT_FOUND},
     ),

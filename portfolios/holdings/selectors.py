@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.utils import timezone
 
 from portfolios.holdings.importers import ParsedAccount, ParsedFile, ParsedPosition
 from portfolios.models import Account, ExecutedPlan, Holding, Portfolio, Price, RebalanceRun, Security
@@ -296,3 +297,59 @@ def run_open_trade_count(*, run: RebalanceRun | None, plans: list[ExecutedPlan])
         return sum(1 for t in run_executable_trades(run=run) if t.executed_at is None)
     executed = {i for plan in plans if plan.run_id == run.pk for i in plan.trade_indexes}
     return max(int(total) - len(executed), 0)
+
+
+# --- tax already realised this calendar year ---------------------------------------------------
+
+
+def executed_tax_this_year(*, portfolio_ids: Iterable[int], year: int | None = None) -> dict[int, float]:
+    """Estimated tax (USD) the plans marked executed in calendar `year` (default: this year) realised, per
+    portfolio; portfolios without any are left out. Two queries at most, whatever the number of portfolios.
+
+    Each sold lot the execution recorded realises its fill value minus its cost basis, in a taxable account
+    (the account's current type; an account since deleted or renamed counts as taxable, as the engine treats
+    an unknown type). The engine's tax model applies: long-term after 365 days (an unknown date: long-term),
+    an unknown basis is half gain, 15% long-term / 35% short-term. Gains and losses are netted by term and
+    then across terms; a net loss counts as 0 (it is not carried into the next plan's budget).
+    """
+    from engine.profiles import DEFAULT_COSTS
+    from engine.tax import LONG_TERM_DAYS, is_taxable
+
+    ids = list(portfolio_ids)
+    if not ids:
+        return {}
+    year = year or timezone.localdate().year
+    plans = list(ExecutedPlan.objects.filter(portfolio_id__in=ids, executed_at__year=year)
+                 .values_list("portfolio_id", "executed_at", "trades"))
+    if not plans:
+        return {}
+    types = {(p, name): kind for p, name, kind in Account.objects.filter(portfolio_id__in={p for p, _, _ in plans})
+             .values_list("portfolio_id", "name", "account_type")}
+    gains: dict[int, list[float]] = {}  # portfolio -> [short-term, long-term]
+    for portfolio_id, executed_at, trades in plans:
+        day = timezone.localdate(executed_at)
+        for trade in trades if isinstance(trades, list) else []:
+            if not isinstance(trade, dict) or trade.get("action") != "sell":
+                continue
+            if not is_taxable(types.get((portfolio_id, str(trade.get("account"))), "taxable")):
+                continue
+            fill = float(trade.get("fill_price") or 0.0)
+            for lot in trade.get("lots") or []:
+                shares = float(lot.get("shares") or 0.0)
+                value = shares * fill
+                basis = lot.get("cost_basis")
+                basis = value * (1.0 - DEFAULT_COSTS.unknown_basis_gain_fraction) if basis is None else float(basis)
+                acquired = lot.get("acquired_on")
+                long_term = not acquired or (day - dt.date.fromisoformat(str(acquired)[:10])).days > LONG_TERM_DAYS
+                gains.setdefault(portfolio_id, [0.0, 0.0])[int(long_term)] += value - basis
+    return {p: round(_net_tax(short, long, DEFAULT_COSTS.short_term_rate, DEFAULT_COSTS.long_term_rate), 2)
+            for p, (short, long) in gains.items()}
+
+
+def _net_tax(short: float, long: float, short_rate: float, long_rate: float) -> float:
+    """Tax on a year's net short- and long-term gains (USD): a net loss of one term offsets the other's gain."""
+    if short < 0 < long:
+        short, long = 0.0, long + short
+    elif long < 0 < short:
+        short, long = short + long, 0.0
+    return max(short, 0.0) * short_rate + max(long, 0.0) * long_rate

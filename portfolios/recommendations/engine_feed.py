@@ -121,20 +121,39 @@ def market_snapshot() -> MarketSnapshot:
     return feed_market().snapshot
 
 
+_DEFAULTS = Options()
+
+
+def _optional_float(inputs: dict[str, Any], key: str, default: float | None) -> float | None:
+    """`inputs[key]` as a float; null (or "") means None (no limit); a missing key means `default`."""
+    if key not in inputs:
+        return default
+    value = inputs[key]
+    return None if value in (None, "") else float(value)
+
+
 def options_from_inputs(inputs: dict[str, Any]) -> Options:
-    """Run inputs (JSON from a form, the API or the CLI) -> engine Options."""
+    """Run inputs (JSON from a form, the API or the CLI) -> engine Options.
+
+    A key a run's inputs lack (runs requested before the option existed) takes the engine's default.
+    """
     keep = inputs.get("keep") or []
     if isinstance(keep, str):
         keep = keep.split(",")
-    max_turnover = inputs.get("max_turnover")
+    max_funds = inputs.get("max_funds", _DEFAULTS.max_funds)
     return Options(
         profile=str(inputs.get("profile") or "moderate"),
         cash_change=float(inputs.get("cash") or 0.0),
         buy_only=bool(inputs.get("buy_only", False)),
         keep=frozenset(ticker_key(t) for t in keep if t and str(t).strip()),
         fractional=bool(inputs.get("fractional", False)),
-        max_turnover=float(max_turnover) if max_turnover not in (None, "") else None,
+        max_turnover=_optional_float(inputs, "max_turnover", None),
         use_views=bool(inputs.get("use_views", True)),
+        tax_budget=_optional_float(inputs, "tax_budget", _DEFAULTS.tax_budget),
+        tax_spent_usd=float(inputs.get("tax_spent_usd") or 0.0),
+        max_funds=None if max_funds in (None, "") else int(max_funds),
+        min_trade_usd=float(inputs.get("min_trade_usd", _DEFAULTS.min_trade_usd)),
+        min_trade_fraction=float(inputs.get("min_trade_fraction", _DEFAULTS.min_trade_fraction)),
     )
 
 
@@ -256,6 +275,9 @@ def compute_document(
             key: request.views.get(key) for key in ("title", "as_of", "facts", "risks") if key in request.views
         }
     document["unpriced"] = proxies.request_unpriced(request)
+    # the budget the plan was held to, and the tax already realised this year that it took off (USD)
+    document.setdefault("tax_budget", request.options.tax_budget)
+    document.setdefault("tax_spent_usd", round(request.options.tax_spent_usd, 2))
     return proxies.apply_coverage(document, valued or [])
 
 

@@ -25,7 +25,8 @@ from portfolios.recommendations.selectors import result_display
 
 SECTION_TEMPLATE = "portfolios/recommendations/partials/result_section.html"
 OPTIONS_TEMPLATE = "portfolios/recommendations/partials/options_fields.html"
-OPTION_FIELDS = ("profile", "cash_change_usd", "buy_only", "keep_tickers", "fractional", "max_turnover", "use_views")
+OPTION_FIELDS = ("profile", "cash_change_usd", "buy_only", "keep_tickers", "fractional", "max_turnover", "use_views",
+                 "tax_budget", "max_funds", "min_trade_usd", "min_trade_fraction")
 TIMEOUT_SECONDS = 7 * 24 * 3600  # immutable: kept a week, re-rendered on demand after
 APP_DIR = Path(__file__).resolve().parent.parent
 

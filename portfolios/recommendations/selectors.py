@@ -1,7 +1,8 @@
 """Reads for the portfolio page: which runs to show, and a run's result shaped for display.
 
 The result document is the DESIGN.md CLI JSON plus optional keys (summary, relaxations, est_costs,
-est_taxes, stress, backtest, views, unpriced). Everything here degrades gracefully when a key is
+est_taxes, stress, backtest, views, unpriced; since issue 15 notes, orders, funds_bought, tradeoffs, tax_budget,
+tax_spent_usd and before/after volatility_sample). Everything here degrades gracefully when a key is
 missing or has an unexpected shape: the page shows what the run carries and never errors.
 """
 
@@ -224,6 +225,38 @@ class TradeTotals:
 
 
 @dataclass(frozen=True)
+class PlanFacts:
+    """The plan in the figures a planner checks first: orders, funds bought, estimated tax against the budget."""
+
+    orders: int
+    funds_bought: int
+    est_taxes_usd: float
+    est_tax_pct: float | None  # of the portfolio's value
+    budget_known: bool  # False for a run from before the tax budget (its document does not say)
+    tax_budget: float | None  # fraction of value per calendar year; None = no limit
+    tax_spent_usd: float  # already realised this calendar year by executed plans, taken off the budget
+
+    @property
+    def over_budget(self) -> bool:
+        if not self.budget_known or self.tax_budget is None or self.est_tax_pct is None:
+            return False
+        return self.est_tax_pct > self.tax_budget + 1e-6
+
+
+@dataclass(frozen=True)
+class TradeOffRow:
+    """One row of the tax trade-off table (engine.types.TradeOff)."""
+
+    budget: float | None  # fraction of value; None = no limit
+    est_taxes_usd: float | None
+    est_tax_pct: float | None
+    volatility: float | None
+    limits_met: int | None
+    limits_total: int | None
+    current: bool
+
+
+@dataclass(frozen=True)
 class StressRow:
     name: str
     kind: str
@@ -263,6 +296,10 @@ class ResultDisplay:
     views: dict[str, Any] | None
     charts: dict[str, Any]
     coverage: dict[str, Any] | None = None  # value modelled directly / by proxy / held fixed (proxies.coverage)
+    facts: PlanFacts | None = None
+    notes: list[str] = field(default_factory=list)  # the planner's notes in plain words
+    tradeoffs: list[TradeOffRow] = field(default_factory=list)  # what other tax budgets would buy
+    volatility_sampled: bool = False  # the risk rows carry the plain 3-year sample estimate too
 
     @property
     def coverage_shown(self) -> bool:
@@ -312,6 +349,8 @@ def result_display(*, result: dict | None) -> ResultDisplay | None:
     exposures = [block for block in exposures if block.rows]
     stress = [_stress(s) for s in _list(result.get("stress")) if isinstance(s, dict)]
     backtest = _backtest(result.get("backtest"))
+    totals = _totals(trades, result)
+    value = _num(result.get("value"))
     charts: dict[str, Any] = {block.key: block.chart() for block in exposures}
     if backtest and backtest.get("curve"):
         charts["backtest"] = backtest["curve"]
@@ -319,10 +358,10 @@ def result_display(*, result: dict | None) -> ResultDisplay | None:
         as_of=str(result.get("as_of") or ""),
         profile=str(result.get("profile") or ""),
         status=str(result.get("status") or ""),
-        value=_num(result.get("value")),
+        value=value,
         summary=str(result.get("summary") or ""),
         trades=trades,
-        totals=_totals(trades, result),
+        totals=totals,
         exposures=exposures,
         risk=_risk(before, after),
         warnings=[str(w) for w in _list(result.get("warnings"))],
@@ -334,6 +373,10 @@ def result_display(*, result: dict | None) -> ResultDisplay | None:
         views=_views(result.get("views")),
         charts=charts,
         coverage=_dict(result.get("coverage")) or None,
+        facts=_facts(result, trades, totals, value),
+        notes=[str(n) for n in _list(result.get("notes")) if n],
+        tradeoffs=[_tradeoff(t, value) for t in _list(result.get("tradeoffs")) if isinstance(t, dict)],
+        volatility_sampled=any(_num(side.get("volatility_sample")) is not None for side in (before, after)),
     )
 
 
@@ -380,7 +423,30 @@ def run_inputs_display(*, run: RebalanceRun) -> list[tuple[str, str]]:
     rows.append(("Max turnover", f"{turnover:.0%}" if turnover is not None else "profile default"))
     if "use_views" in inputs:
         rows.append(("Dated views", "on" if inputs.get("use_views") else "off"))
+    return rows + _plan_limit_inputs(inputs)
+
+
+def _plan_limit_inputs(inputs: dict) -> list[tuple[str, str]]:
+    """The plan's own limits, for runs requested since they exist (older runs' inputs lack the keys)."""
+    rows = []
+    if "tax_budget" in inputs:
+        budget = _num(inputs.get("tax_budget"))
+        rows.append(("Tax budget", "no limit" if budget is None else f"{_setting_pct(budget)} of value a year"))
+        spent = _num(inputs.get("tax_spent_usd")) or 0.0
+        if spent:
+            rows.append(("Tax already realised this year", f"${spent:,.0f} (executed plans)"))
+    if "max_funds" in inputs:
+        funds = _num(inputs.get("max_funds"))
+        rows.append(("Most funds to buy", "no cap" if funds is None else str(int(funds))))
+    usd, fraction = _num(inputs.get("min_trade_usd")), _num(inputs.get("min_trade_fraction"))
+    if usd is not None and fraction is not None:
+        rows.append(("Minimum order", f"${usd:,.0f} or {_setting_pct(fraction)} of value, whichever is larger"))
     return rows
+
+
+def _setting_pct(fraction: float) -> str:
+    """0.01 -> '1%', 0.0025 -> '0.25%'."""
+    return f"{fraction * 100:.2f}".rstrip("0").rstrip(".") + "%"
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -461,6 +527,44 @@ def _totals(trades: list[dict[str, Any]], result: dict) -> TradeTotals:
     )
 
 
+def _count(value: object) -> int | None:
+    number = _num(value)
+    return None if number is None else int(number)
+
+
+def _share(amount: float | None, value: float | None) -> float | None:
+    return None if amount is None or not value else amount / value
+
+
+def _facts(result: dict, trades: list[dict[str, Any]], totals: TradeTotals, value: float | None) -> PlanFacts:
+    """Orders, funds bought and tax; a document from before these keys gets them counted from its trades."""
+    orders = _count(result.get("orders"))
+    funds = _count(result.get("funds_bought"))
+    budget = result.get("tax_budget")
+    return PlanFacts(
+        orders=orders if orders is not None else len(trades),
+        funds_bought=funds if funds is not None else len({t["ticker"] for t in trades if t["action"] == "buy"}),
+        est_taxes_usd=totals.est_taxes_usd,
+        est_tax_pct=_share(totals.est_taxes_usd, value),
+        budget_known="tax_budget" in result and (budget is None or _num(budget) is not None),
+        tax_budget=_num(budget),
+        tax_spent_usd=_num(result.get("tax_spent_usd")) or 0.0,
+    )
+
+
+def _tradeoff(item: dict, value: float | None) -> TradeOffRow:
+    taxes = _num(item.get("est_taxes"))
+    return TradeOffRow(
+        budget=_num(item.get("budget")),
+        est_taxes_usd=taxes,
+        est_tax_pct=_share(taxes, value),
+        volatility=_num(item.get("volatility")),
+        limits_met=_count(item.get("limits_met")),
+        limits_total=_count(item.get("limits_total")),
+        current=item.get("current") is True,
+    )
+
+
 def _pair(value: object, keys: tuple[str, str]) -> tuple[str, float | None]:
     """largest_position/largest_sector as {ticker|sector, weight} or a [name, weight] pair."""
     if isinstance(value, dict):
@@ -473,8 +577,14 @@ def _pair(value: object, keys: tuple[str, str]) -> tuple[str, float | None]:
 def _risk(before: dict, after: dict) -> list[RiskRow]:
     rows = []
     vb, va = _num(before.get("volatility")), _num(after.get("volatility"))
+    sb, sa = _num(before.get("volatility_sample")), _num(after.get("volatility_sample"))
+    sampled = sb is not None or sa is not None
     if vb is not None or va is not None:
-        rows.append(RiskRow("Volatility (annualised)", _pct(vb), _pct(va), _lower_is_better(vb, va)))
+        label = "Volatility (annualised, risk model)" if sampled else "Volatility (annualised)"
+        rows.append(RiskRow(label, _pct(vb), _pct(va), _lower_is_better(vb, va)))
+    if sampled:
+        rows.append(RiskRow("Volatility (annualised, plain 3-year sample)", _pct(sb), _pct(sa),
+                            _lower_is_better(sb, sa)))
     for label, key, names in (
         ("Largest position (look-through)", "largest_position", ("ticker", "weight")),
         ("Largest sector", "largest_sector", ("sector", "weight")),

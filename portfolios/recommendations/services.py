@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from portfolios.holdings.selectors import executed_tax_this_year
 from portfolios.models import Portfolio, RebalanceRun
 
 logger = logging.getLogger(__name__)
@@ -28,8 +29,14 @@ SWEEP_LIMIT = 1000  # runs re-queued per sweep at most; the next sweep takes the
 QUEUE_BATCH = 25  # runs per task message in a fan-out: one process solves them in a row, caches warm
 
 
-def run_inputs_for(portfolio: Portfolio) -> dict:
-    """The options a run will use, taken from the portfolio's current settings (a custom target included)."""
+def run_inputs_for(portfolio: Portfolio, *, tax_spent_usd: float | None = None) -> dict:
+    """The options a run will use, taken from the portfolio's current settings (a custom target included).
+
+    `tax_spent_usd` is the estimated tax the plans marked executed this calendar year realised (taken off the
+    tax budget); a caller that read it for many portfolios at once passes it in.
+    """
+    if tax_spent_usd is None:
+        tax_spent_usd = executed_tax_this_year(portfolio_ids=[portfolio.pk]).get(portfolio.pk, 0.0)
     inputs = {
         "profile": portfolio.profile,
         "cash": float(portfolio.cash_change_usd),
@@ -38,6 +45,11 @@ def run_inputs_for(portfolio: Portfolio) -> dict:
         "fractional": portfolio.fractional,
         "max_turnover": portfolio.max_turnover,
         "use_views": portfolio.use_views,
+        "tax_budget": portfolio.tax_budget,
+        "tax_spent_usd": tax_spent_usd,
+        "max_funds": portfolio.max_funds,
+        "min_trade_usd": portfolio.min_trade_usd,
+        "min_trade_fraction": portfolio.min_trade_fraction,
     }
     if (portfolio.target or {}).get("kind") == "custom":
         inputs.update(target=portfolio.target, use_views=True)
@@ -147,9 +159,11 @@ def _pending_runs_ensure(*, portfolio_ids: list[int]) -> dict[int, int]:
     """One pending price-triggered run per portfolio (existing pending runs kept): {portfolio id: run id}."""
     pending = RebalanceRun.objects.filter(portfolio_id__in=portfolio_ids, status=RebalanceRun.Status.PENDING)
     pending.update(trigger=RebalanceRun.Trigger.PRICES)
+    spent = executed_tax_this_year(portfolio_ids=portfolio_ids)  # one query for the batch (two with any)
     RebalanceRun.objects.bulk_create(
         [
-            RebalanceRun(portfolio=p, trigger=RebalanceRun.Trigger.PRICES, profile=p.profile, inputs=run_inputs_for(p))
+            RebalanceRun(portfolio=p, trigger=RebalanceRun.Trigger.PRICES, profile=p.profile,
+                         inputs=run_inputs_for(p, tax_spent_usd=spent.get(p.pk, 0.0)))
             for p in Portfolio.objects.filter(id__in=portfolio_ids).exclude(
                 Exists(pending.filter(portfolio=OuterRef("pk")))
             )

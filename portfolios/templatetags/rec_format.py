@@ -33,6 +33,15 @@ def pct(value: object, digits: int = 1) -> str:
 
 
 @register.filter
+def pct_short(value: object) -> str:
+    """A setting as a person writes it: 0.01 -> '1%', 0.0025 -> '0.25%', 0.125 -> '12.5%'."""
+    number = _float(value)
+    if number is None:
+        return DASH
+    return _signed(f"{abs(number) * 100:.2f}".rstrip("0").rstrip(".") + "%", number < 0)
+
+
+@register.filter
 def pct_signed(value: object, digits: int = 1) -> str:
     """0.05 -> '+5.0%', -0.3 -> '−30.0%'."""
     number = _float(value)
