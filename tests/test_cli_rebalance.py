@@ -100,3 +100,38 @@ def test_a_missing_file_is_a_clear_error(fresh_db, tmp_path):
     assert result.returncode != 0
     assert result.stdout == ""
     assert "cannot read the holdings file" in result.stderr
+
+
+def test_plan_limit_flags_reach_the_engine_and_the_document_reports_them(fresh_db):
+    result = manage("rebalance", "--holdings", str(GENERIC), "--tax-budget", "none", "--max-funds", "3",
+                    "--min-trade-usd", "500", "--min-trade-fraction", "0.001", db_path=fresh_db)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["tax_budget"] is None and doc["tax_spent_usd"] == 0.0
+    assert doc["orders"] == len(doc["trades"])
+    assert doc["funds_bought"] == len({t["ticker"] for t in doc["trades"] if t["action"] == "buy"})
+    assert isinstance(doc["notes"], list) and isinstance(doc["tradeoffs"], list)
+    assert "volatility_sample" in doc["before"] and "volatility_sample" in doc["after"]
+    floor = max(500.0, 0.001 * doc["value"])
+    assert all(t["amount"] >= floor - 0.01 for t in doc["trades"] if t["action"] == "buy"), "the minimum order holds"
+    table = manage("rebalance", "--holdings", str(GENERIC), "--tax-budget", "0.005", "--format", "table",
+                   db_path=fresh_db)
+    assert table.returncode == 0, table.stderr
+    assert "orders," in table.stdout and "funds bought, est. tax" in table.stdout
+    assert "budget 0.5% a year" in table.stdout
+
+
+@pytest.mark.parametrize("flags,message", [
+    (("--tax-budget", "1.5"), "--tax-budget must be a fraction of value between 0 and 1"),
+    (("--tax-budget", "-0.01"), "--tax-budget must be a fraction of value between 0 and 1"),
+    (("--tax-budget", "lots"), "--tax-budget"),
+    (("--max-funds", "0"), "--max-funds must be a whole number from 1 to 50"),
+    (("--max-funds", "2.5"), "--max-funds"),
+    (("--min-trade-usd", "-1"), "--min-trade-usd must be an amount from 0 to 100,000 USD"),
+    (("--min-trade-fraction", "0.5"), "--min-trade-fraction must be a fraction of value from 0 to 0.1"),
+])
+def test_bad_plan_limits_name_the_flag_and_print_nothing(fresh_db, flags, message):
+    result = manage("rebalance", "--holdings", str(GENERIC), *flags, db_path=fresh_db)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert message in result.stderr
