@@ -182,7 +182,6 @@ MIN_TRADE_USD_HELP = ("Smallest order in USD (default 250); the larger of this a
                       "applies")
 MIN_TRADE_FRACTION_HELP = ("Smallest order as a fraction of the portfolio's value (default 0.0025 = 0.25%); the larger "
                            "of this and min_trade_usd applies")
-PLAN_LIMIT_FIELDS = ("tax_budget", "max_funds", "min_trade_usd", "min_trade_fraction")
 
 
 class PlanLimitsSerializer(serializers.Serializer):
