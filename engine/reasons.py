@@ -329,7 +329,7 @@ def _diluted_sector(ctx: Context, a: int, delta: float) -> Change | None:
 
 def location_note(ctx: Context, a: int, account_type: str) -> str:
     """Why this account, when the portfolio has a choice of account types: bonds in a tax-deferred account,
-    stocks in a Roth."""
+    the growth sleeve in a Roth."""
     others = ctx.account_types - {account_type}
     if not others:
         return ""
@@ -337,9 +337,16 @@ def location_note(ctx: Context, a: int, account_type: str) -> str:
     where = SHELTER_NAMES.get(account_type)
     if account_type in ("traditional_ira", "401k") and e.asset_class[BOND, a] > 0.5:
         return f"bonds in {where}: their interest is not taxed there"
-    if account_type == "roth_ira" and e.equity[a] > 0.5:
-        return f"stocks in {where}: their growth is never taxed"
+    if account_type == "roth_ira" and _growth(ctx, a):
+        return f"growth in {where}: it is never taxed there"
     return ""
+
+
+def _growth(ctx: Context, a: int) -> bool:
+    """A diversified stock fund (the growth sleeve: broad market, small or mid caps, stocks abroad), not a
+    one-sector fund."""
+    e = ctx.exposures
+    return bool(e.equity[a] > 0.5 and float(e.sectors[:, a].max()) < 0.4)
 
 
 def tax_note(account_type: str, r: Realisation | None, basis_known: bool) -> str:
