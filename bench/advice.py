@@ -12,7 +12,8 @@ default options (the family's profile), and every plan is put through issue 15's
   nor a fund of the same role, in any account); a large taxable loss is harvested;
 - bonds in tax-deferred accounts first; none bought in a Roth while a traditional IRA exists;
 - a diversified portfolio: at most 3 orders and 10% turnover; new cash lands in at least 2 funds;
-- every reason's "from X% to Y%" points the way its verb says;
+- every reason's "from X% to Y%" points the way its verb says (engine.reasons' grammar; numbers without a
+  verb, or equal numbers, count as wrong);
 - the volatility cap the plan claims to meet holds on the plain 3-year sample covariance.
 
 Prints one row per plan (orders, funds, tax as % of value, the checks it fails), the failures per
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import engine
 from engine.menu import default_menu
 from engine.profiles import PROFILES
+from engine.reasons import DOWN_VERBS, UP_VERBS
 from engine.roles import BOND_ROLES, fund_roles
 from engine.sample_data import load_bundled_market
 from engine.types import AccountCash, MarketData, Options, Position, RebalanceRequest
@@ -160,21 +162,46 @@ def corpus(market: MarketData, variants: int, seed: int) -> list[Case]:
 
 # --- the checks ----------------------------------------------------------------------------------
 
-_FROM_TO = re.compile(r"(\w+)\b[^;]*?(?:from )?(-?[\d.]+)% (?:to|->) (-?[\d.]+)%")
-_DOWN = {"cuts", "trims", "lowers", "reduces", "sells", "brings"}
-_UP = {"adds", "raises", "lifts", "increases", "buys", "grows"}
+_FROM_TO = re.compile(r"(?:\bfrom )?(-?\d+(?:\.\d+)?)% (?:to|->) (-?\d+(?:\.\d+)?)%")
+
+
+@dataclass(frozen=True)
+class StatedChange:
+    """One "<verb> <subject> from X% to Y%<rest>" of a reason (engine.reasons' grammar); verb "" when the
+    words before the numbers carry no verb of engine.reasons.DOWN_VERBS / UP_VERBS."""
+
+    verb: str
+    subject: str
+    before: float  # percent, as printed
+    after: float
+    rest: str  # the words after the numbers, up to the next change or the end of the clause
+    text: str  # the whole clause
+
+
+def stated_changes(reason: str) -> list[StatedChange]:
+    """Every "from X% to Y%" of a reason with the verb and subject before it (clauses split on "; ")."""
+    found = []
+    for clause in reason.split("; "):
+        matches = list(_FROM_TO.finditer(clause))
+        for k, match in enumerate(matches):
+            start = matches[k - 1].end() if k else 0
+            end = matches[k + 1].start() if k + 1 < len(matches) else len(clause)
+            head = clause[start:match.start()].strip(" ,").split(" ", 1)
+            verb = head[0] if head[0] in DOWN_VERBS + UP_VERBS else ""
+            subject = head[1] if verb and len(head) > 1 else " ".join(head)
+            found.append(StatedChange(verb, subject.strip(), float(match.group(1)), float(match.group(2)),
+                                      clause[match.end():end], clause))
+    return found
 
 
 def reason_directions_wrong(reason: str) -> list[str]:
-    """Parts of a reason whose verb and numbers disagree ("adds bonds 37% -> 27%")."""
+    """Clauses whose verb and numbers disagree ("adds bonds 37% -> 27%"), or whose numbers have no verb to
+    check them by (a phrasing this parser does not know counts as wrong, so the check stays real)."""
     wrong = []
-    for part in reason.split(";"):
-        match = _FROM_TO.search(part.strip())
-        if not match:
-            continue
-        verb, before, after = match.group(1).lower(), float(match.group(2)), float(match.group(3))
-        if (verb in _DOWN and after > before) or (verb in _UP and after < before):
-            wrong.append(part.strip())
+    for c in stated_changes(reason):
+        agrees = (c.verb in DOWN_VERBS and c.after < c.before) or (c.verb in UP_VERBS and c.after > c.before)
+        if not agrees:
+            wrong.append(c.text)
     return wrong
 
 

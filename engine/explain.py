@@ -1,22 +1,22 @@
-"""Words: a reason per trade, a message per relaxed limit and its cause, a warning on idle cash, a one-sentence
-summary."""
+"""Words for the plan as a whole: number formats, a message per relaxed limit and its cause (only options the
+person actually set are named as causes), a warning on idle cash, and the one-sentence summary.
+A reason per trade is in engine.reasons."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache, partial
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.exposures import GICS_SECTORS, ExposureModel
-from engine.limits import FINANCIALS, SMALL, TOLERANCE, Breach, Limits, Metrics
-from engine.target import Target
-from engine.tax import Realisation
+from engine.exposures import GICS_SECTORS
+from engine.limits import TOLERANCE, Breach, Metrics
+from engine.tax import is_taxable
 from engine.tickers import ticker_key
-from engine.types import Options, SecurityInfo
+from engine.types import Options, Trade
 
 if TYPE_CHECKING:
     from engine.prepare import Prepared
@@ -25,11 +25,6 @@ if TYPE_CHECKING:
 IDLE_CASH_SHARE = 0.005  # cash kept beyond what the person had, over this share of V (and over what no order can
 # invest: the cheapest buyable share or the minimum trade in each account), is explained in a warning
 
-ACCOUNT_LABELS: Mapping[str, str] = {
-    "traditional_ira": "a traditional IRA",
-    "roth_ira": "a Roth IRA",
-    "401k": "a 401(k)",
-}
 LIMIT_LABELS: Mapping[str, str] = {
     "volatility_cap": "volatility cap",
     "min_financials": "Financials minimum",
@@ -83,167 +78,6 @@ def limit_label(limit: str) -> str:
 
 
 @dataclass(frozen=True)
-class Context:
-    """Everything a reason may quote: limits, before/after metrics (opt exposures), target, cash change."""
-
-    limits: Limits
-    before: Metrics
-    after: Metrics
-    exposures: ExposureModel
-    bonds_before: float  # fraction of total value in bond funds
-    bonds_after: float
-    target: Target
-    cash_change: float
-    securities: Mapping[str, SecurityInfo]
-    top_name_before: tuple[str, float]
-    top_name_after: tuple[str, float]
-
-    @cached_property
-    def names_over(self) -> np.ndarray:
-        """(L,) single names over their cap before."""
-        return self.before.names > self.limits.max_single_stock + TOLERANCE
-
-    @cached_property
-    def sectors_over(self) -> np.ndarray:
-        """(11,) sectors over their cap before."""
-        return self.before.sectors > self.limits.max_sector + TOLERANCE
-
-    @cached_property
-    def asset_facts(self) -> tuple[list[int], list[float], list[bool]]:
-        """Per asset: its largest sector, that sector's share, whether it holds any single name."""
-        e = self.exposures
-        return (e.sectors.argmax(axis=0).tolist(), e.sectors.max(axis=0).tolist(),
-                (e.names_matrix.sum(axis=0) > 0).tolist())
-
-
-def trade_reason(
-    ctx: Context, *, ticker: str, asset: int, action: str, account_type: str, realisation: Realisation | None,
-    basis_known: bool = True,
-) -> str:
-    """A sentence a person understands, with the portfolio-level change this trade serves."""
-    text = _sell_reason(ctx, asset) if action == "sell" else _buy_reason(ctx, ticker, asset)
-    if action == "sell":
-        text += "; " + _tax_note(account_type, realisation, basis_known)
-    return text
-
-
-def _best(options: list[tuple[float, Callable[[], str]]]) -> str:
-    """The text of the highest-priority option (the first of equal ones), formatted only for it."""
-    return max(options, key=lambda o: o[0])[1]()
-
-
-def _cut_name(ctx: Context, i: int) -> str:
-    b, af = ctx.before, ctx.after
-    return (f"cuts {ctx.exposures.names[i]} (held directly and inside funds) {from_to(b.names[i], af.names[i])} of "
-            f"the portfolio; your limit is {pct(ctx.limits.max_single_stock)}")
-
-
-def _cut_sector(ctx: Context, j: int) -> str:
-    return (f"cuts {GICS_SECTORS[j]} {from_to(ctx.before.sectors[j], ctx.after.sectors[j])}; "
-            f"your limit is {pct(ctx.limits.max_sector)}")
-
-
-def _sell_reason(ctx: Context, a: int) -> str:
-    e, lim, b, af = ctx.exposures, ctx.limits, ctx.before, ctx.after
-    options: list[tuple[float, Callable[[], str]]] = []
-    top_sector, top_share, has_names = ctx.asset_facts[0][a], ctx.asset_facts[1][a], ctx.asset_facts[2][a]
-    if has_names and ctx.names_over.any():
-        in_asset = e.names_matrix[:, a]
-        for i in np.nonzero(ctx.names_over & (in_asset >= 0.05))[0].tolist():
-            options.append((120 + in_asset[i], partial(_cut_name, ctx, i)))
-    if top_share >= 0.2 and ctx.sectors_over.any():
-        shares = e.sectors[:, a]
-        for j in np.nonzero(ctx.sectors_over & (shares >= 0.2))[0].tolist():
-            options.append((100 + shares[j], partial(_cut_sector, ctx, j)))
-    if b.volatility > lim.vol_cap + TOLERANCE:
-        options.append((90, lambda: (f"lowers volatility {from_to(b.volatility, af.volatility)}; "
-                                     f"your cap is {pct(lim.vol_cap)}")))
-    if ctx.cash_change < 0:
-        options.append((80, lambda: f"raises cash for your {usd(-ctx.cash_change)} withdrawal"))
-    if e.equity[a] > 0.5 and top_share >= 0.2:
-        s = top_sector
-        target = ctx.target.sectors.get(GICS_SECTORS[s], 0.0)
-        if b.sectors[s] > target + 0.01:
-            options.append((50, lambda: (f"trims {GICS_SECTORS[s]} {from_to(b.sectors[s], af.sectors[s])} "
-                                         f"toward the target's {pct(target)}")))
-    if ctx.top_name_before[1] > ctx.top_name_after[1] + 0.005 and has_names:
-        name, weight = ctx.top_name_before
-        options.append((30, lambda: (f"reduces single-name concentration: {name} "
-                                     f"{from_to(weight, ctx.top_name_after[1])} of the portfolio")))
-    options.append((0, lambda: f"moves toward the target mix ({ctx.target.source})"))
-    return _best(options)
-
-
-def _buy_reason(ctx: Context, ticker: str, a: int) -> str:
-    e, lim, b, af = ctx.exposures, ctx.limits, ctx.before, ctx.after
-    info = ctx.securities.get(ticker)
-    name = info.name if info and info.name else ticker
-    options: list[tuple[float, Callable[[], str]]] = []
-    small_share = e.size[SMALL, a]
-    fin_share = e.sectors[FINANCIALS, a]
-    is_bond = e.asset_class[1, a] > 0.5 or e.asset_class[3, a] > 0.5
-    if small_share >= 0.5:
-        if b.equity > 0 and b.small < lim.min_small_cap - TOLERANCE:
-            options.append((110 + small_share, lambda: (
-                f"adds small caps {pct(b.small, af.small)} -> {pct(af.small, b.small)} "
-                f"of equity; the minimum is {pct(lim.min_small_cap)}")))
-        options.append((60 + small_share, lambda: (
-            f"adds small caps {pct(b.small, af.small)} -> {pct(af.small, b.small)} "
-            f"of equity (target {pct(ctx.target.size.get('small', 0.0))})")))
-    if fin_share >= 0.5:
-        fb, fa = b.sectors[FINANCIALS], af.sectors[FINANCIALS]
-        if b.equity > 0 and fb < lim.min_financials - TOLERANCE:
-            options.append((110 + fin_share, lambda: (f"raises Financials {from_to(fb, fa)} of equity; "
-                                                      f"the minimum is {pct(lim.min_financials)}")))
-        options.append((60 + fin_share, lambda: (f"raises Financials {from_to(fb, fa)} of equity "
-                                                 f"(target {pct(ctx.target.sectors.get('Financials', 0.0))})")))
-    if is_bond:
-        if b.volatility > lim.vol_cap + TOLERANCE:
-            options.append((100, lambda: (
-                f"adds bonds {pct(ctx.bonds_before)} -> {pct(ctx.bonds_after)} to bring volatility "
-                f"{from_to(b.volatility, af.volatility)} (cap {pct(lim.vol_cap)})")))
-        options.append((55, lambda: (
-            f"adds bonds {pct(ctx.bonds_before)} -> {pct(ctx.bonds_after)} of the portfolio "
-            f"(target {pct(sum(w for t, w in ctx.target.weights.items() if _is_bond(ctx, t)))})")))
-    top_sector, top_share = ctx.asset_facts[0][a], ctx.asset_facts[1][a]
-    if e.equity[a] > 0.5 and top_share < 0.4 and small_share < 0.5:
-        region = info.region if info else ""
-        where = "international stocks" if region and region != "us" else "the broad market"
-        options.append((40, lambda: (f"adds {name}, diversified across {where}; the largest single name goes "
-                                     f"{from_to(ctx.top_name_before[1], ctx.top_name_after[1])} of the portfolio")))
-    if e.equity[a] > 0.5 and top_share >= 0.5:
-        s = top_sector
-        options.append((35, lambda: (f"adds {GICS_SECTORS[s]} {from_to(b.sectors[s], af.sectors[s])} of equity "
-                                     f"(target {pct(ctx.target.sectors.get(GICS_SECTORS[s], 0.0))})")))
-    if ctx.cash_change > 0:
-        options.append((20, lambda: f"invests your new {usd(ctx.cash_change)} toward the target mix"))
-    options.append((0, lambda: f"moves toward the target mix ({ctx.target.source})"))
-    return _best(options)
-
-
-def _is_bond(ctx: Context, ticker: str) -> bool:
-    info = ctx.securities.get(ticker)
-    return info is not None and info.asset_class in ("bond", "cash")
-
-
-def _tax_note(account_type: str, r: Realisation | None, basis_known: bool) -> str:
-    if account_type in ACCOUNT_LABELS:
-        return f"no tax in {ACCOUNT_LABELS[account_type]}"
-    if r is None or abs(r.gain) < 0.5:
-        return "no gain to tax"
-    estimate = "" if basis_known else " (cost basis unknown: estimate)"
-    if r.gain < 0:
-        return f"realises a {usd(-r.gain)} loss that can offset other gains{estimate}"
-    if r.short_term_gain > 0.5 and r.long_term_gain > 0.5:
-        kind = f"gain ({usd(r.short_term_gain)} short-term)"
-    elif r.short_term_gain > 0.5:
-        kind = "short-term gain"
-    else:
-        kind = "long-term gain"
-    return f"realises {usd(r.gain)} {kind}, est. tax {usd(r.tax)}{estimate}"
-
-
-@dataclass(frozen=True)
 class Cause:
     """Why a limit could not be met, and what a next run would do."""
 
@@ -275,8 +109,8 @@ def idle_cash_message(*, cash_usd: float, share: float, extra_usd: float, had_us
 
 def summary_sentence(
     *,
-    n_sells: int,
-    n_buys: int,
+    trades: Sequence[Trade],
+    value: float,
     before: Metrics,
     after: Metrics,
     est_costs: float,
@@ -286,39 +120,63 @@ def summary_sentence(
     cash_before: float | None = None,
     cash_after: float | None = None,
 ) -> str:
-    """One sentence: what the trades do, with the main before -> after figures.
+    """One sentence: the orders, the holdings sold and funds bought, the main before -> after figures, and the
+    estimated tax (USD and % of `value`, USD) and costs.
 
     `cash_before`/`cash_after` (fractions of value) are quoted only when given: when the proposal keeps
     more cash than the person had (explained in a warning).
     """
-    if n_sells + n_buys == 0:
+    if not trades:
         if relaxed:
             return (f"No trades: none that are allowed would help, and {len(relaxed)} {profile} limit(s) stay "
                     f"unmet (see relaxations).")
         return f"No trades: the portfolio meets the {profile} limits and no trade is worth its costs and taxes."
-    changes = np.abs(after.sectors - before.sectors)
-    s = int(np.argmax(changes)) if len(changes) else 0
-    effects = []
-    if changes.size and changes[s] >= 0.005:
-        verb = "cut" if after.sectors[s] < before.sectors[s] else "raise"
-        effects.append(f"{verb} {GICS_SECTORS[s]} {from_to(before.sectors[s], after.sectors[s])} of equity")
-    if abs(after.small - before.small) >= 0.005:
-        verb = "raise" if after.small > before.small else "lower"
-        effects.append(f"{verb} small caps {from_to(before.small, after.small)}")
+    sold = len({t.ticker for t in trades if t.action == "sell"})
+    bought = len({t.ticker for t in trades if t.action == "buy"})
     parts = []
-    if n_sells:
-        parts.append(f"sell {n_sells} position{'s' if n_sells != 1 else ''}")
-    if n_buys:
-        parts.append(f"buy {n_buys} fund{'s' if n_buys != 1 else ''}")
+    if sold:
+        parts.append(f"sell {_count(sold, 'holding')}")
+    if bought:
+        parts.append(f"buy {_count(bought, 'fund')}")
     action = " and ".join(parts)
+    effects = _main_effects(before, after)
     effect = (" to " + " and ".join(effects)) if effects else ""
-    text = (f"{action[0].upper()}{action[1:]}{effect}; volatility {from_to(before.volatility, after.volatility)}; "
-            f"est. costs {usd(est_costs)} and taxes {usd(est_taxes)}")
+    text = (f"{action[0].upper()}{action[1:]} ({_count(len(trades), 'order')}){effect}; "
+            f"volatility {from_to(before.volatility, after.volatility)}; {tax_phrase(est_taxes, value)}, "
+            f"est. costs {usd(est_costs)}")
     if cash_before is not None and cash_after is not None:
         text += f"; cash {from_to(cash_before, cash_after)} (see warnings)"
     if relaxed:
         text += f"; {len(relaxed)} limit{'s' if len(relaxed) != 1 else ''} relaxed"
     return text + "."
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
+def _main_effects(before: Metrics, after: Metrics) -> list[str]:
+    """The sector that moves most and small caps, plan-wide, with verbs from their own direction."""
+    effects = []
+    changes = np.abs(after.sectors - before.sectors)
+    s = int(np.argmax(changes)) if len(changes) else 0
+    if changes.size and changes[s] >= 0.005:
+        verb = "cut" if after.sectors[s] < before.sectors[s] else "raise"
+        effects.append(f"{verb} {GICS_SECTORS[s]} {from_to(before.sectors[s], after.sectors[s])} of stocks")
+    if abs(after.small - before.small) >= 0.005:
+        verb = "raise" if after.small > before.small else "lower"
+        effects.append(f"{verb} small caps {from_to(before.small, after.small)}")
+    return effects
+
+
+def tax_phrase(est_taxes: float, value: float) -> str:
+    """The plan's estimated tax in words, with its share of `value` (USD): a net loss is a saving."""
+    share = abs(est_taxes) / value if value > 0 else 0.0
+    if est_taxes >= 0.5:
+        return f"est. tax {usd(est_taxes)} ({pct(share)} of value)"
+    if est_taxes <= -0.5:
+        return f"losses save an est. {usd(-est_taxes)} of tax ({pct(share)} of value)"
+    return "no tax"
 
 
 # ---------------------------------------------------------------- causes and idle cash
@@ -366,40 +224,139 @@ def idle_cash_warning(
                              extra_usd=float(extra.sum()), had_usd=float(had.sum()), why=why)
 
 
-def top_name(model: ExposureModel, w: np.ndarray) -> tuple[str, float]:
-    if not len(model.names):
-        return ("", 0.0)
-    values = model.names_matrix @ w
-    i = int(np.argmax(values))
-    return model.names[i], float(values[i])
+@dataclass(frozen=True)
+class Situation:
+    """What a cause may look at: the breach, the run, the solver's (continuous) portfolio, the options, and the
+    plan's estimated tax (USD)."""
+
+    breach: Breach
+    prep: Prepared
+    cont: Metrics
+    options: Options
+    est_taxes: float = 0.0
 
 
-def cause_of(breach: Breach, prep: Prepared, cont: Metrics, options) -> Cause:
-    lim = prep.limits
-    solver_met = _solver_met(breach, prep, cont)
-    if solver_met:
-        how = "rounding to whole shares" if not options.fractional else "leaving out trades under the minimum size"
-        fix = "fractional shares would meet it exactly" if not options.fractional else "a next run would fine-tune it"
-        return Cause(f"{how} and the {usd(prep.min_order)} minimum trade size leave it there", fix)
-    if breach.limit == "max_turnover":
-        return Cause("meeting the other limits (or raising the withdrawal) needs more trading than that",
-                     "the turnover limit applies again on the next run")
-    blockers = _keep_blockers(breach, prep)
-    fixed = [t for t in blockers if t in {ticker_key(f) for f in options.fixed}]
-    if blockers and len(fixed) == len(blockers):
-        verb = "is" if len(fixed) == 1 else "are"
-        return Cause(f"{', '.join(fixed)} {verb} held fixed at the value your file gave (no market price to trade "
-                     f"at)", "sell or replace them yourself to meet it")
-    if blockers:
-        return Cause(f"you asked to keep {', '.join(blockers)}", "allow selling them to meet it")
-    if options.buy_only:
-        return Cause("buy-only mode allows no sales and the cash available is not enough",
-                     "add cash or switch off buy-only to meet it")
-    if cont.turnover >= lim.max_turnover - 1e-4:
-        return Cause(f"the turnover limit of {pct(lim.max_turnover)} per run was reached",
-                     f"a next run would continue from here and bring it to {pct(breach.requested)}")
-    return Cause("it conflicts with the other limits of the profile",
+CONFLICT = Cause("it conflicts with the other limits of the profile",
                  "loosen it or choose another risk profile to meet it")
+
+
+def cause_of(breach: Breach, prep: Prepared, cont: Metrics, options: Options, *, est_taxes: float = 0.0) -> Cause:
+    """Why `breach` stays: the first of `CAUSES` that applies, else a conflict between the profile's limits.
+
+    A cause names only what the person set (buy-only, a keep, the tax budget, the turnover limit, a
+    withdrawal) or what their file could not price (held fixed), never an option that was not given.
+    """
+    situation = Situation(breach, prep, cont, options, est_taxes)
+    for find in CAUSES:
+        cause = find(situation)
+        if cause is not None:
+            return cause
+    return CONFLICT
+
+
+def _rounding(s: Situation) -> Cause | None:
+    if not _solver_met(s.breach, s.prep, s.cont):
+        return None
+    fractional = s.options.fractional
+    how = "leaving out trades under the minimum size" if fractional else "rounding to whole shares"
+    fix = "a next run would fine-tune it" if fractional else "fractional shares would meet it exactly"
+    return Cause(f"{how} and the {usd(s.prep.min_order)} minimum trade size leave it there", fix)
+
+
+def _turnover_itself(s: Situation) -> Cause | None:
+    if s.breach.limit != "max_turnover":
+        return None
+    withdrawal = s.prep.cash_out()
+    needs = f"raising your {usd(withdrawal)} withdrawal and meeting" if withdrawal > 0.005 else "meeting"
+    return Cause(f"{needs} the other limits needs more trading than that",
+                 "the turnover limit applies again on the next run")
+
+
+def _buy_only(s: Situation) -> Cause | None:
+    if not s.options.buy_only:
+        return None
+    return Cause("buy-only mode allows no sales and the cash available is not enough",
+                 "add cash or switch off buy-only to meet it")
+
+
+def _kept_or_fixed(s: Situation) -> Cause | None:
+    """Holdings the person asked to keep, or that are held fixed (no price), feed the breached limit."""
+    kept, fixed = unsellable_holdings(s.prep, s.options, lambda a: _feeds(s.breach, s.prep, a))
+    if not kept and not fixed:
+        return None
+    parts = []
+    if kept:
+        parts.append(f"you asked to keep {', '.join(kept)}")
+    if fixed:
+        parts.append(f"{', '.join(fixed)} {'is' if len(fixed) == 1 else 'are'} held fixed at the value your file "
+                     f"gave (no market price to trade at)")
+    fix = "allow selling them to meet it" if kept else "sell or replace them yourself to meet it"
+    return Cause(", and ".join(parts), fix)
+
+
+def _tax_budget(s: Situation) -> Cause | None:
+    """The plan spends the tax budget, and a holding in a taxable account that feeds the breach holds a gain.
+    (engine.taxplan may refine this: it knows when the budget bound the solver.)"""
+    budget = s.options.tax_budget
+    if budget is None:
+        return None
+    budget_usd = max(0.0, budget * s.prep.value - s.options.tax_spent_usd)
+    slack = max(1.0, 0.02 * budget_usd)
+    if not budget_usd - slack <= s.est_taxes <= budget_usd + slack:
+        return None
+    prep = s.prep
+    taxed = any(
+        prep.can_sell[j] and prep.shares0[j] > 0 and is_taxable(prep.account_types[prep.slot_account[j]])
+        and any(lot.tax_per_dollar > 0 for lot in prep.lots[j]) and _feeds(s.breach, prep, int(prep.slot_asset[j]))
+        for j in range(len(prep.slot_ticker))
+    )
+    if not taxed:
+        return None
+    spent = "allows no net gains this year" if budget_usd <= 0.5 else f"of {usd(budget_usd)} this year is spent"
+    return Cause(f"your tax budget ({pct(budget)} of value a year) {spent}",
+                 "a larger tax budget would meet it, or a next calendar year's budget")
+
+
+def _turnover_reached(s: Situation) -> Cause | None:
+    lim = s.prep.limits
+    if s.cont.turnover < lim.max_turnover - 1e-4:
+        return None
+    return Cause(f"the turnover limit of {pct(lim.max_turnover)} per run was reached",
+                 f"a next run would continue from here and bring it to {pct(s.breach.requested)}")
+
+
+CAUSES: tuple[Callable[[Situation], Cause | None], ...] = (
+    _rounding, _turnover_itself, _buy_only, _kept_or_fixed, _tax_budget, _turnover_reached)
+
+
+def withdrawal_cause(prep: Prepared, options: Options, accounts: Sequence[int]) -> str:
+    """Why a withdrawal could not be raised in full from `accounts` (indices): completes "because ..."."""
+    if options.buy_only:
+        return "buy-only mode allows no sales"
+    kept, fixed = unsellable_holdings(prep, options, None, accounts=accounts)
+    if kept:
+        return f"you asked to keep {', '.join(kept)}"
+    if fixed:
+        return f"{', '.join(fixed)} {'is' if len(fixed) == 1 else 'are'} held fixed at the value your file gave"
+    return "there is not enough to sell in that account"
+
+
+def unsellable_holdings(
+    prep: Prepared, options: Options, feeds: Callable[[int], bool] | None, accounts: Sequence[int] | None = None
+) -> tuple[list[str], list[str]]:
+    """(kept, fixed): held tickers the person asked to keep, and those held fixed, whose asset `feeds` (None:
+    any), in `accounts` (indices; None: every account)."""
+    keep = {ticker_key(t) for t in options.keep}
+    fixed = {ticker_key(t) for t in options.fixed}
+    kept_found: list[str] = []
+    fixed_found: list[str] = []
+    for j, ticker in enumerate(prep.slot_ticker):
+        if prep.shares0[j] <= 0 or (accounts is not None and int(prep.slot_account[j]) not in accounts):
+            continue
+        found = kept_found if ticker in keep else fixed_found if ticker in fixed else None
+        if found is not None and ticker not in found and (feeds is None or feeds(int(prep.slot_asset[j]))):
+            found.append(ticker)
+    return kept_found, fixed_found
 
 
 def _solver_met(breach: Breach, prep: Prepared, cont: Metrics) -> bool:
@@ -420,21 +377,13 @@ def _solver_met(breach: Breach, prep: Prepared, cont: Metrics) -> bool:
     return False
 
 
-def _keep_blockers(breach: Breach, prep: Prepared) -> list[str]:
-    """Held tickers that may not be sold and feed the breached (max) limit."""
+def _feeds(breach: Breach, prep: Prepared, a: int) -> bool:
+    """Asset `a` feeds the breached limit: selling it would help (max limits and the volatility cap)."""
     e = prep.exposures
-    found: list[str] = []
-    for j, ticker in enumerate(prep.slot_ticker):
-        if prep.can_sell[j] or prep.shares0[j] <= 0 or ticker in found:
-            continue
-        a = prep.slot_asset[j]
-        feeds = False
-        if breach.limit.startswith("max_sector:"):
-            feeds = e.sectors[GICS_SECTORS.index(breach.limit.split(":", 1)[1]), a] > 0.2
-        elif breach.limit.startswith("max_single_stock:"):
-            feeds = e.names_matrix[e.names.index(breach.limit.split(":", 1)[1]), a] > 0.02
-        elif breach.limit == "volatility_cap":
-            feeds = e.equity[a] > 0.5
-        if feeds:
-            found.append(ticker)
-    return found
+    if breach.limit.startswith("max_sector:"):
+        return bool(e.sectors[GICS_SECTORS.index(breach.limit.split(":", 1)[1]), a] > 0.2)
+    if breach.limit.startswith("max_single_stock:"):
+        return bool(e.names_matrix[e.names.index(breach.limit.split(":", 1)[1]), a] > 0.02)
+    if breach.limit == "volatility_cap":
+        return bool(e.equity[a] > 0.5)
+    return False

@@ -13,14 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.explain import (
-    Context,
     cause_of,
     idle_cash_warning,
     relaxation_message,
     summary_sentence,
-    top_name,
-    trade_reason,
     usd,
+    withdrawal_cause,
     withdrawal_message,
 )
 from engine.exposures import GICS_SECTORS, SIZES, ExposureModel, snapshot_from_model
@@ -45,6 +43,7 @@ from engine.limits import (
 from engine.market import MarketSnapshot
 from engine.prepare import Prepared, prepare
 from engine.problem import ProblemData, Solution, solve_problem
+from engine.reasons import Context, trade_reason
 from engine.rounding import Allowance, Book, Repairer, ensure_cash, initial_round
 from engine.target import Target
 from engine.tax import TAX_PIECES, realise, tax_curve
@@ -272,16 +271,17 @@ def round_orders(request: RebalanceRequest, prep: Prepared, solution: Solution) 
                    before, after)
 
 
-def _relaxations(request: RebalanceRequest, prep: Prepared, r: Rounded) -> list[Relaxation]:
+def _relaxations(request: RebalanceRequest, prep: Prepared, r: Rounded, est_taxes: float) -> list[Relaxation]:
     options = request.options
     relaxations = [
-        Relaxation(b.limit, b.requested, b.achieved, relaxation_message(b, cause_of(b, prep, r.cont, options)))
+        Relaxation(b.limit, b.requested, b.achieved,
+                   relaxation_message(b, cause_of(b, prep, r.cont, options, est_taxes=est_taxes)))
         for b in breaches(r.after, prep.limits, prep.exposures)
     ]
     unraised = float(r.relief.sum())
     if unraised > 0.005:
         requested = float(r.withdrawal.sum())
-        why = "buy-only mode allows no sales" if options.buy_only else "the holdings there may not be sold"
+        why = withdrawal_cause(prep, options, [int(a) for a in np.nonzero(r.relief > 0.005)[0]])
         relaxations.append(Relaxation("cash_withdrawal", requested, requested - unraised,
                                       withdrawal_message(requested, requested - unraised, why)))
     return relaxations
@@ -308,31 +308,31 @@ def finish(
     """Round to tradable orders, measure, explain, and assemble the result."""
     options = request.options
     r = round_orders(request, prep, solution)
-    relaxations = _relaxations(request, prep, r)
     full = prep.exposures_full
     vb = prep.value_before if prep.value_before > 0 else 1.0
     snap_before = snapshot_from_model(r.w_before, float(prep.cash_start.sum()) / vb, full, r.before.volatility)
     snap_after = snapshot_from_model(r.w_after, float(r.cash_after.sum()) / r.total_after, full, r.after.volatility)
     ctx = Context(
         limits=prep.limits,
-        before=r.before,
-        after=r.after,
-        exposures=prep.exposures,
-        bonds_before=snap_before.asset_class.get("bond", 0.0),
-        bonds_after=snap_after.asset_class.get("bond", 0.0),
+        exposures=full,
+        risk=prep.risk,
+        value=prep.value,
+        dollars=r.w_before * vb,
+        w_after=r.w_after,
+        volatility_after=r.after.volatility,
         target=prep.target,
         cash_change=float(prep.cash_change.sum()),
         securities=request.market.securities,
-        top_name_before=top_name(full, r.w_before),
-        top_name_after=top_name(full, r.w_after),
+        account_types=frozenset(prep.account_types),
     )
     trades = _trades(prep, r.q, ctx)
     est_costs = round(sum(t.est_cost for t in trades), 2)
     est_taxes = round(sum(t.est_tax for t in trades), 2)
+    relaxations = _relaxations(request, prep, r, est_taxes)
     idle = idle_cash_warning(prep, options, solution, r.cont, r.cash_after, r.total_after)
     summary = summary_sentence(
-        n_sells=sum(t.action == "sell" for t in trades),
-        n_buys=sum(t.action == "buy" for t in trades),
+        trades=trades,
+        value=prep.value,
         before=r.before,
         after=r.after,
         est_costs=est_costs,
@@ -370,7 +370,7 @@ def _trades(prep: Prepared, q: np.ndarray, ctx: Context) -> list[Trade]:
         amount = shares * price
         account_type = prep.account_types[prep.slot_account[j]]
         realisation = realise(prep.lots[j], shares) if action == "sell" and prep.lots[j] else None
-        reason = trade_reason(ctx, ticker=ticker, asset=int(prep.slot_asset[j]), action=action,
+        reason = trade_reason(ctx, ticker=ticker, asset=int(prep.slot_asset[j]), action=action, amount=amount,
                               account_type=account_type, realisation=realisation,
                               basis_known=bool(prep.basis_known[j]))
         trades.append(Trade(

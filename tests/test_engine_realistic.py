@@ -92,7 +92,7 @@ def test_its_reasons_are_sensible(result):
             assert trade.reason.endswith("no tax in a Roth IRA")
         else:
             assert "gain" in trade.reason and "est. tax $" in trade.reason
-    assert any("your limit is 8.0%" in t.reason for t in sells)  # the single-stock cap
+    assert any("your 8.0% limit" in t.reason for t in sells)  # the single-stock cap, where it binds
     assert any("small caps" in t.reason for t in buys)
     assert any("Financials" in t.reason for t in buys)
     assert result.est_taxes > 0
