@@ -13,7 +13,7 @@ import numpy as np
 
 from engine.exposures import GICS_SECTORS, SIZES, ExposureModel
 from engine.profiles import Profile
-from engine.risk import RiskModel
+from engine.risk import RiskModel, SampleRisk
 
 TOLERANCE = 1e-6  # a limit "holds" when violated by at most this (fractions)
 FINANCIALS = GICS_SECTORS.index("Financials")
@@ -156,7 +156,7 @@ class Metrics:
 
 def measure(
     w: np.ndarray, risk: RiskModel, exposures: ExposureModel, turnover: float = 0.0,
-    sample: RiskModel | None = None,
+    sample: SampleRisk | None = None,
 ) -> Metrics:
     """Metrics of asset weights w (n,) (fractions of total value); `sample`: the plain estimate, also measured."""
     equity = float(exposures.equity @ w)
@@ -166,7 +166,7 @@ def measure(
     else:
         sectors = np.zeros(len(GICS_SECTORS))
         small = 0.0
-    vol_sample = sample.volatility(w) if sample is not None and sample.loadings.size else 0.0
+    vol_sample = sample.volatility(w) if sample is not None else 0.0
     return Metrics(risk.volatility(w), sectors, small, exposures.names_matrix @ w, equity, turnover, vol_sample)
 
 

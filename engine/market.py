@@ -37,7 +37,7 @@ from engine.types import MarketData
 if TYPE_CHECKING:
     from engine.backtest import PriceHistory
     from engine.exposures import ExposureCatalog, ExposureModel
-    from engine.risk import FrameModel, RiskModel
+    from engine.risk import FrameModel, RiskModel, SampleRisk
 
 T = TypeVar("T")
 DERIVED_KEEP = 512  # universe-level tables remembered per snapshot (risk slices, exposure models, targets)
@@ -152,15 +152,15 @@ class MarketSnapshot:
 
         return self.derived(("risk", tickers, stand_in), build)
 
-    def sample_risk_model(self, universe: Sequence[str], proxies: Mapping[str, str] | None = None) -> RiskModel:
-        """The plain estimate of `universe` (`engine.risk.sample_model`: the 3-year sample covariance in exact
-        factor form), a slice of the window's returns when every ticker is a column of it."""
+    def sample_risk_model(self, universe: Sequence[str], proxies: Mapping[str, str] | None = None) -> SampleRisk:
+        """The plain estimate of `universe` (`engine.risk.sample_model`: the 3-year sample covariance), a slice of
+        the window's when every ticker is a column of it."""
         from engine.risk import sample_model
 
         tickers = tuple(universe)
         stand_in = _stand_ins(tickers, proxies)
 
-        def build() -> RiskModel:
+        def build() -> SampleRisk:
             frame = self.risk
             if tickers and frame is not None and all(t in frame.index for t in stand_in):
                 return replace(frame.sample_slice(stand_in), tickers=tickers)

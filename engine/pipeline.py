@@ -80,7 +80,7 @@ def rebalance(
     timings["prepare"] = (time.perf_counter() - start) * 1e3
     data = problem_data(prep)
     mark = time.perf_counter()
-    solution = solve_on_both_estimates(data, prep.risk_sample.loadings, cache)
+    solution = solve_on_both_estimates(data, prep.risk_sample, cache)
     timings["solve"] = (time.perf_counter() - mark) * 1e3
     timings["solver"] = solution.report.solve_ms
     mark = time.perf_counter()
@@ -262,7 +262,7 @@ def round_orders(request: RebalanceRequest, prep: Prepared, solution: Solution) 
     # the repair holds the cap on the estimate that binds at the solver's portfolio (the larger of the two, where
     # it is near the cap; far below it the volatility term is 0 either way and the smaller model is cheaper)
     near_cap = cont.volatility_sample > prep.limits.vol_cap - REPAIR_VOL_MARGIN
-    repair_risk = prep.risk_sample if near_cap and cont.volatility_sample > cont.volatility else prep.risk
+    repair_risk = prep.risk_sample.model() if near_cap and cont.volatility_sample > cont.volatility else prep.risk
     repairer = Repairer(book, repair_risk, prep.exposures, prep.limits, _allowance(prep, cont),
                         fractional=options.fractional, min_trade_usd=prep.min_order,
                         cash_drag=prep.costs.cash_drag)

@@ -27,7 +27,7 @@ from engine.location import Location, asset_location
 from engine.market import MarketSnapshot
 from engine.menu import one_fund_per_role, views_vehicles
 from engine.profiles import DEFAULT_COSTS, CostModel, Profile, profile_get, tax_drag
-from engine.risk import RiskModel
+from engine.risk import RiskModel, SampleRisk
 from engine.target import Target, build_target, target_key
 from engine.tax import Lot, holding_lots, is_taxable
 from engine.tickers import ticker_key
@@ -63,7 +63,7 @@ class Prepared:
     lots: list[list[Lot]]
     basis_known: np.ndarray
     risk: RiskModel
-    risk_sample: RiskModel  # the plain 3-year sample estimate: the volatility cap holds on both
+    risk_sample: SampleRisk  # the plain 3-year sample estimate: the volatility cap holds on both
     exposures: ExposureModel  # optimizer rows (names thresholded at the single-stock cap)
     exposures_full: ExposureModel  # every look-through name (snapshots)
     target: Target
@@ -109,7 +109,7 @@ class Models:
 
     universe: list[str]
     risk: RiskModel
-    risk_sample: RiskModel
+    risk_sample: SampleRisk
     exposures: ExposureModel
     exposures_full: ExposureModel
     target: Target

@@ -56,6 +56,7 @@ from engine.solve import SolveReport, solve_conic
 
 if TYPE_CHECKING:
     from engine.fallback import ProblemCache
+    from engine.risk import SampleRisk
 
 _LADDER = (4, 8, 12, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512)
 _ACCOUNT_LADDER = (1, 2, 3, 4, 6, 8, 12, 16)
@@ -231,19 +232,17 @@ def conic_solution(
     )
 
 
-def solve_on_both_estimates(data: ProblemData, sample_loadings: np.ndarray,
-                            cache: ProblemCache | None = None) -> Solution:
-    """Solve `data` with its volatility cap held on the risk model and on the plain sample estimate
-    (`sample_loadings`, R with R'R = the sample covariance), at the cost of the second cone only where it binds.
+def solve_on_both_estimates(data: ProblemData, sample: SampleRisk, cache: ProblemCache | None = None) -> Solution:
+    """Solve `data` with its volatility cap held on the risk model and on the plain sample estimate `sample`, at
+    the cost of the second cone only where it binds.
 
     First solved without the sample cone; if that solution already meets |R w| <= vol_cap tot + vol_slack it
     meets every constraint of the problem with both cones and is its optimum too (adding a constraint an optimum
-    satisfies keeps it optimal). Otherwise it is solved again with both cones (the slack shared: a relaxation
-    is the larger excess of the two estimates)."""
+    satisfies keeps it optimal). Otherwise it is solved again with both cones (R = `sample.factor`; the slack
+    shared: a relaxation is the larger excess of the two estimates)."""
     solution = solve_problem(data, cache)
-    if not sample_loadings.size:
+    if not len(sample.tickers):
         return solution
-    sample_vol = float(np.linalg.norm(sample_loadings @ solution.w))
-    if sample_vol <= data.vol_cap * solution.total + solution.vol_slack + SAMPLE_TOLERANCE:
+    if sample.volatility(solution.w) <= data.vol_cap * solution.total + solution.vol_slack + SAMPLE_TOLERANCE:
         return solution
-    return solve_problem(replace(data, sample_loadings=sample_loadings), cache)
+    return solve_problem(replace(data, sample_loadings=sample.factor), cache)

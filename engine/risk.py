@@ -18,10 +18,11 @@ Method (documented choices):
 
 Volatility of weights w (fractions of value, cash riskless) = sqrt(|loadings @ w|^2 + |specific * w|^2).
 
-A second, plain estimate (`sample_model`): the sample covariance of the same filled returns, without
-shrinkage, as an exact factor R (n, n) upper-triangular with R'R = 252 * cov(returns) (the R of a QR of the
-centred returns). The volatility cap must hold on both estimates (issue 15: a plan tuned to sit on the cap
-of the shrunk model sat 0.3-0.9 points above it on the plain 3-year sample).
+A second, plain estimate (`sample_model`, a `SampleRisk`): the sample covariance of the same filled returns,
+without shrinkage (annualised, ddof 1). The volatility cap must hold on both estimates (issue 15: a plan tuned
+to sit on the cap of the shrunk model sat 0.3-0.9 points above it on the plain 3-year sample). The frame keeps
+the sample covariance of all its columns, so a universe's is a slice; its exact factor R (R'R = the
+covariance, from a Cholesky factorisation) is computed only when a solve or the rounding repair needs it.
 
 Sharing: the engine estimates ONE model per price frame, over all of its columns (`frame_model`), and
 slices it for the tickers asked (the rows/columns of a PSD model form a PSD model; each variance stays
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -328,16 +330,17 @@ class FrameModel:
     specific: np.ndarray  # (N,)
     warnings: Mapping[str, str]
     shrinkage: float
-    returns: np.ndarray  # (T, N) filled daily returns, centred and scaled: R'R is the annualised sample covariance
+    sample: np.ndarray  # (N, N) annualised plain sample covariance of the filled returns (no shrinkage)
 
     def slice(self, tickers: Sequence[str]) -> RiskModel:
         at = self._at(tickers)
         warnings = tuple(self.warnings[t] for t in dict.fromkeys(tickers) if t in self.warnings)
         return RiskModel(tuple(tickers), self.loadings[:, at], self.specific[at], warnings, self.shrinkage)
 
-    def sample_slice(self, tickers: Sequence[str]) -> RiskModel:
-        """The plain sample model of `tickers` (`sample_model` on the frame's filled returns)."""
-        return _sample_from_scaled(tuple(tickers), self.returns[:, self._at(tickers)])
+    def sample_slice(self, tickers: Sequence[str]) -> SampleRisk:
+        """The plain sample estimate of `tickers` (`sample_model` on the frame's filled returns)."""
+        at = self._at(tickers)
+        return SampleRisk(tuple(tickers), self.sample[np.ix_(at, at)])
 
     def _at(self, tickers: Sequence[str]) -> np.ndarray:
         return np.fromiter((self.index[t] for t in tickers), dtype=np.intp, count=len(tickers))
@@ -361,24 +364,47 @@ def frame_model(
         specific=specific,
         warnings={t: m for t, m in zip(columns, messages, strict=True) if m},
         shrinkage=shrinkage,
-        returns=_scaled_returns(returns),
+        sample=_sample_covariance(returns),
     )
 
 
-def _scaled_returns(returns: np.ndarray) -> np.ndarray:
-    """(T, n) returns centred per column and scaled so that X'X = 252 * sample covariance (ddof 1)."""
+def _sample_covariance(returns: np.ndarray) -> np.ndarray:
+    """(n, n) annualised sample covariance (ddof 1) of returns (T, n)."""
     rows = returns.shape[0]
     centred = returns - returns.mean(axis=0)
-    return centred * np.sqrt(TRADING_DAYS / max(rows - 1, 1))
+    cov = centred.T @ centred * (TRADING_DAYS / max(rows - 1, 1))
+    return (cov + cov.T) / 2.0
 
 
-def _sample_from_scaled(tickers: tuple[str, ...], scaled: np.ndarray) -> RiskModel:
-    """The exact factor of X'X: R (n, n) upper-triangular from a QR of X (T, n); no specific risk."""
-    n = scaled.shape[1]
-    if n == 0:
-        return RiskModel(tickers, np.zeros((0, 0)), np.zeros(0))
-    factor = np.linalg.qr(scaled, mode="r") if scaled.shape[0] >= n else scaled
-    return RiskModel(tickers, np.asarray(factor), np.zeros(n))
+@dataclass(frozen=True)
+class SampleRisk:
+    """The plain estimate: the annualised sample covariance (n, n) of `tickers`, with its exact factor on demand."""
+
+    tickers: tuple[str, ...]
+    covariance: np.ndarray
+
+    def volatility(self, w: np.ndarray) -> float:
+        """Annualised volatility of weights w (n,) on the sample covariance."""
+        w = np.asarray(w, dtype=float)
+        return float(np.sqrt(max(float(w @ self.covariance @ w), 0.0)))
+
+    @cached_property
+    def factor(self) -> np.ndarray:
+        """R (n, n), upper-triangular, with R'R = the covariance (+ 1e-12 of its largest variance on the diagonal,
+        which keeps a singular one factorable and errs on the safe side)."""
+        n = self.covariance.shape[0]
+        if n == 0:
+            return np.zeros((0, 0))
+        jitter = 1e-12 * max(float(np.diag(self.covariance).max()), 1e-12)
+        try:
+            return np.linalg.cholesky(self.covariance + jitter * np.eye(n)).T
+        except np.linalg.LinAlgError:
+            values, vectors = np.linalg.eigh(self.covariance)
+            return (vectors * np.sqrt(np.clip(values, 0.0, None))).T
+
+    def model(self) -> RiskModel:
+        """The estimate as a `RiskModel` (loadings R, no specific risk) for code written on factor models."""
+        return RiskModel(self.tickers, self.factor, np.zeros(len(self.tickers)))
 
 
 def sample_model(
@@ -387,11 +413,11 @@ def sample_model(
     securities: Mapping[str, SecurityInfo],
     *,
     window: int = DEFAULT_WINDOW,
-) -> RiskModel:
+) -> SampleRisk:
     """The plain estimate of `tickers`: the sample covariance (no shrinkage) of the last `window` daily returns,
-    short histories filled as in step 2, in exact factor form (module docstring)."""
+    short histories filled as in step 2 (module docstring)."""
     returns, _, _ = _filled_returns(prices, tickers, securities, window)
-    return _sample_from_scaled(tuple(tickers), _scaled_returns(returns))
+    return SampleRisk(tuple(tickers), _sample_covariance(returns))
 
 
 def risk_model_from_covariance(

@@ -12,7 +12,7 @@ from engine.errors import OptimizationError
 from engine.fallback import CompiledProblem, ProblemCache
 from engine.limits import BASE_ROWS
 from engine.problem import ProblemData, bucket, solve_problem
-from engine.risk import risk_model_from_covariance
+from engine.risk import SampleRisk, risk_model_from_covariance
 from engine.sample_data import load_bundled_market
 from engine.solve import solve_certified
 
@@ -299,12 +299,13 @@ def test_the_sample_cone_is_added_only_when_the_first_solve_misses_it():
     from engine.problem import solve_on_both_estimates
 
     data = two_asset_data(vols=(0.1, 0.1), target=(1.0, 0.0), vol_cap=0.15)
-    calm = np.diag([0.05, 0.05])  # met by the model's answer: that answer stands
+    calm = SampleRisk(("A", "B"), np.diag([0.05, 0.05]) ** 2)  # met by the model's answer: that answer stands
     assert solve_on_both_estimates(data, calm).w == pytest.approx(solve(data).w, abs=1e-9)
-    wild = np.diag([0.3, 0.1])
+    wild = SampleRisk(("A", "B"), np.array([[0.09, 0.01], [0.01, 0.01]]))
     both = solve_on_both_estimates(data, wild)
-    assert float(np.linalg.norm(wild @ both.w)) <= 0.15 * both.total + 1e-7
-    assert both.w[0] == pytest.approx(0.5, abs=1e-4)
+    assert wild.volatility(both.w) <= 0.15 * both.total + 1e-7
+    np.testing.assert_allclose(wild.factor.T @ wild.factor, wild.covariance, atol=1e-9)
+    assert both.w[0] == pytest.approx(0.5, abs=1e-3)
 
 
 def test_the_compact_form_leaves_out_what_cannot_matter():
