@@ -308,6 +308,7 @@ class Checker:
             held = _after_holdings(case, trades)
             equity_left = any(
                 shares > 1e-9 and account in deferred and self.role(ticker) not in BOND_ROLES
+                and not self.role(ticker).startswith("cash:")  # a T-bill fund is not equity
                 for (account, ticker), shares in held.items()
             )
             if equity_left:

@@ -106,9 +106,9 @@ def conic_form(data: ProblemData) -> tuple[ConicProblem, Layout]:
     _cash_rows(rows, data, v, room, positive)
     _soft_limit_rows(rows, data, v)
     nonneg = rows.count - zero
-    cone = _volatility_cone(rows, data, v)
+    cones = (_volatility_cone(rows, data, v), *_sample_cone(rows, data, v))
     A, b = rows.matrix(v.columns)
-    conic = ConicProblem(P=P, q=q, A=A, b=b, zero=zero, nonneg=nonneg, soc=(cone,), offset=offset + v.tax_offset)
+    conic = ConicProblem(P=P, q=q, A=A, b=b, zero=zero, nonneg=nonneg, soc=cones, offset=offset + v.tax_offset)
     return conic, Layout(v.n, v.m, (v.ib, v.jb), (v.is_, v.js), v.jr, v.offsets, v.sizes)
 
 
@@ -342,10 +342,11 @@ def _soft_limit_rows(rows: _Rows, data: ProblemData, v: _Vars) -> None:
     rows.add(ar(n_names), tot, -np.asarray(data.name_rhs, dtype=float))
     rows.add(ar(n_names), v.cols("name_slack"), -1.0)
     rows.close(n_names, 0.0)
-    rows.add(np.zeros(len(v.ib)), v.cols("b"), 1.0)
+    buy_weight, sell_weight = data.turnover_weights()
+    rows.add(np.zeros(len(v.ib)), v.cols("b"), buy_weight[v.ib, v.jb])
     rows.add([0], [ts], -1.0)
     rows.close(1, data.buy_budget)
-    rows.add(np.zeros(len(v.is_)), v.cols("s"), 1.0)
+    rows.add(np.zeros(len(v.is_)), v.cols("s"), sell_weight[v.is_, v.js])
     rows.add([0], [ts], -1.0)
     rows.close(1, data.sell_budget)
     slack_cols = ar(v.at("base_slack"), ts + 1)  # base, name, volatility, turnover slacks
@@ -364,3 +365,18 @@ def _volatility_cone(rows: _Rows, data: ProblemData, v: _Vars) -> int:
     cone = max(2, 1 + k + len(spec_at))
     rows.close(cone, 0.0)
     return cone
+
+
+def _sample_cone(rows: _Rows, data: ProblemData, v: _Vars) -> tuple[int, ...]:
+    """|R w| <= vol_cap tot + vol_slack on the plain sample estimate (its zero rows left out); () without one."""
+    factor = np.asarray(data.sample_loadings, dtype=float)
+    live = np.flatnonzero(np.abs(factor).max(axis=1, initial=0.0) > 0) if factor.size else np.zeros(0, np.intp)
+    if not len(live):
+        return ()
+    rows.add([0, 0], [v.at("tot"), v.at("vol_slack")], [-data.vol_cap, -1.0])
+    block = np.zeros((1 + len(live), factor.shape[1]))
+    block[1:] = factor[live]
+    rows.dense(block, v.at("w"), -1.0)
+    cone = 1 + len(live)
+    rows.close(cone, 0.0)
+    return (cone,)

@@ -102,6 +102,7 @@ class Descent(PairScreen):
         self.slot_lists = (b.prices.tolist(), b.cost_rate.tolist(), q_cont.tolist(), r.open_size.tolist(),
                            r.step.tolist(), b.shares0.tolist(), b.can_buy.tolist(), b.can_sell.tolist())
         self.cash_base = b.cash_start + b.cash_change + relief
+        self.buy_weight, self.sell_weight = b.turnover_weights()
         self._open_key: bytes | None = b""
         self._init_columns(r, q_cont)
         self.refresh()
@@ -139,7 +140,9 @@ class Descent(PairScreen):
         np.multiply(self.rows_slot, d[self.K:], out=cm[:R, self.K:])
         cm[R] = d
         cm[R + 1] = np.maximum(new, 0.0) - np.maximum(old, 0.0)
+        cm[R + 1] *= self.buy_weight[self.col_slot]
         cm[R + 2] = np.maximum(-new, 0.0) - np.maximum(-old, 0.0)
+        cm[R + 2] *= self.sell_weight[self.col_slot]
         cm[R + 3] = (np.abs(self.new_q - np.concatenate([q_cont, q_cont])) - np.concatenate([pull, pull])) * price
         cm[R + 4] = np.where(new > 0, -new * (1 + cost), -new * (1 - cost)) - np.concatenate([flow, flow])
         cm[R + 5] = d * d
@@ -184,13 +187,14 @@ class Descent(PairScreen):
         flow = -old * (1 + cost) if old > 0 else -old * (1 - cost)
         pull = abs(qj - target)
         buys, sells = max(old, 0.0), max(-old, 0.0)
+        buy_weight, sell_weight = float(self.buy_weight[j]), float(self.sell_weight[j])
         values = []
         for nq in (up, down):
             new = nq * p
             d = new - old
             x = (-new * (1 + cost) if new > 0 else -new * (1 - cost)) - flow
-            values.append((d, max(new, 0.0) - buys, max(-new, 0.0) - sells, (abs(nq - target) - pull) * p, x, d * d,
-                           0.0, d + x))
+            values.append((d, (max(new, 0.0) - buys) * buy_weight, (max(-new, 0.0) - sells) * sell_weight,
+                           (abs(nq - target) - pull) * p, x, d * d, 0.0, d + x))
         R = self.R
         block = np.array(values).T
         d2 = block[0]
@@ -227,8 +231,8 @@ class Descent(PairScreen):
         self.short_sum = np.add.reduce(short)
         self.cash_sum = np.add.reduce(cash)
         self.total = float(np.add.reduce(A) + self.cash_sum)
-        self.buys = float(np.add.reduce(amount[amount > 0]))
-        self.sells = float(-np.add.reduce(amount[amount < 0]))
+        self.buys = float(np.add.reduce((amount * self.buy_weight)[amount > 0]))
+        self.sells = float(-np.add.reduce((amount * self.sell_weight)[amount < 0]))
         self.pull_sum = float(np.add.reduce(self.pull))
         self.f = f
         self.ff = f @ f

@@ -53,9 +53,12 @@ def _parameters(shape: Shape) -> dict[str, cp.Parameter]:
         "trade_cost": par((n, m), nonneg=True),
         "holding_drag": par((n, m), nonneg=True),
         "vol_cap": par(nonneg=True),
+        "sample_loadings": par((n, n)),  # (r <= n, n) exact factor of the plain sample covariance, zero-padded
         "base_limit_matrix": par((Rb, Q)),
         "base_limit_rhs": par(Rb),
         "base_limit_penalty": par(Rb, nonneg=True),
+        "turnover_buy": par((n, m), nonneg=True),  # weight of each pair's buys / sales in the turnover sums
+        "turnover_sell": par((n, m), nonneg=True),
         "buy_budget": par(nonneg=True),
         "sell_budget": par(nonneg=True),
         "vol_penalty": par(nonneg=True),
@@ -129,9 +132,10 @@ class CompiledProblem:
             self.relief <= p["relief_max"],
             self.tot == cp.sum(self.w) + cp.sum(self.cash),
             cp.norm(cp.hstack([self.factor, specific]), 2) <= p["vol_cap"] * self.tot + self.vol_slack,
+            cp.norm(p["sample_loadings"] @ self.w, 2) <= p["vol_cap"] * self.tot + self.vol_slack,
             p["base_limit_matrix"] @ self.y <= cp.multiply(p["base_limit_rhs"], self.tot) + self.base_slack,
-            cp.sum(self.b) <= p["buy_budget"] + self.turnover_slack,
-            cp.sum(self.s) <= p["sell_budget"] + self.turnover_slack,
+            cp.sum(cp.multiply(p["turnover_buy"], self.b)) <= p["buy_budget"] + self.turnover_slack,
+            cp.sum(cp.multiply(p["turnover_sell"], self.s)) <= p["sell_budget"] + self.turnover_slack,
             # residuals as variables, weights folded into the Parameters (scaled rows), so the
             # objective is a plain sum of squares of variables: DPP and a diagonal quadratic term
             self.te_factor == p["te_scale"] * self.factor - p["target_factor"],
@@ -201,9 +205,12 @@ class CompiledProblem:
             "trade_cost": _pad(np.clip(data.trade_cost, 0.0, None), nm),
             "holding_drag": _pad(np.clip(data.holding_drag, 0.0, None), nm),
             "vol_cap": data.vol_cap,
+            "sample_loadings": _pad(data.sample_loadings[: sh.n], (sh.n, sh.n)),
             "base_limit_matrix": data.base_limit_matrix,
             "base_limit_rhs": data.base_limit_rhs,
             "base_limit_penalty": np.clip(data.base_limit_penalty, 0.0, None),
+            "turnover_buy": _pad(data.turnover_weights()[0], nm),
+            "turnover_sell": _pad(data.turnover_weights()[1], nm),
             "buy_budget": data.buy_budget,
             "sell_budget": data.sell_budget,
             "vol_penalty": data.vol_penalty,

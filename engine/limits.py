@@ -13,7 +13,7 @@ import numpy as np
 
 from engine.exposures import GICS_SECTORS, SIZES, ExposureModel
 from engine.profiles import Profile
-from engine.risk import RiskModel
+from engine.risk import RiskModel, SampleRisk
 
 TOLERANCE = 1e-6  # a limit "holds" when violated by at most this (fractions)
 FINANCIALS = GICS_SECTORS.index("Financials")
@@ -146,12 +146,19 @@ class Metrics:
     names: np.ndarray  # (L,) fractions of total value
     equity: float  # fraction of total value
     turnover: float  # one-sided, fraction of V, net of cash flows
+    volatility_sample: float = 0.0  # on the plain 3-year sample estimate (0 when not measured)
+
+    @property
+    def volatility_max(self) -> float:
+        """The larger of the two volatility estimates: the one the cap is held to."""
+        return max(self.volatility, self.volatility_sample)
 
 
 def measure(
-    w: np.ndarray, risk: RiskModel, exposures: ExposureModel, turnover: float = 0.0
+    w: np.ndarray, risk: RiskModel, exposures: ExposureModel, turnover: float = 0.0,
+    sample: SampleRisk | None = None,
 ) -> Metrics:
-    """Metrics of asset weights w (n,) (fractions of total value)."""
+    """Metrics of asset weights w (n,) (fractions of total value); `sample`: the plain estimate, also measured."""
     equity = float(exposures.equity @ w)
     if equity > 1e-12:
         sectors = exposures.sectors @ w / equity
@@ -159,7 +166,8 @@ def measure(
     else:
         sectors = np.zeros(len(GICS_SECTORS))
         small = 0.0
-    return Metrics(risk.volatility(w), sectors, small, exposures.names_matrix @ w, equity, turnover)
+    vol_sample = sample.volatility(w) if sample is not None else 0.0
+    return Metrics(risk.volatility(w), sectors, small, exposures.names_matrix @ w, equity, turnover, vol_sample)
 
 
 @dataclass(frozen=True)
@@ -173,8 +181,8 @@ class Breach:
 def breaches(metrics: Metrics, limits: Limits, exposures: ExposureModel) -> list[Breach]:
     """Every limit the state violates by more than TOLERANCE (minimums are void without equity)."""
     found: list[Breach] = []
-    if metrics.volatility > limits.vol_cap + TOLERANCE:
-        found.append(Breach("volatility_cap", "max", limits.vol_cap, metrics.volatility))
+    if metrics.volatility_max > limits.vol_cap + TOLERANCE:
+        found.append(Breach("volatility_cap", "max", limits.vol_cap, metrics.volatility_max))
     for sector, value in zip(GICS_SECTORS, metrics.sectors, strict=True):
         if value > limits.max_sector + TOLERANCE:
             found.append(Breach(f"max_sector:{sector}", "max", limits.max_sector, float(value)))

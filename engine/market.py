@@ -7,7 +7,7 @@ One snapshot holds:
 - `long`: the longer history the stress tests and the backtest read (the same object when not given);
 - `last_prices`: the last price of each priced ticker (`last_prices`, the one "last price" rule);
 - `risk`: the risk model of every column of the window (`engine.risk.FrameModel`); a universe's model is
-  a slice of it;
+  a slice of it, and so is its plain sample model (`sample_risk_model`, the second volatility estimate);
 - `history`: the long frame prepared for the backtest and the stress tests (`engine.backtest.PriceHistory`);
 - `catalog`: the exposure catalogue (`engine.exposures.ExposureCatalog`) of every ticker;
 - `version`: what identifies the market data it was built from: the date of the last price and the
@@ -37,7 +37,7 @@ from engine.types import MarketData
 if TYPE_CHECKING:
     from engine.backtest import PriceHistory
     from engine.exposures import ExposureCatalog, ExposureModel
-    from engine.risk import FrameModel, RiskModel
+    from engine.risk import FrameModel, RiskModel, SampleRisk
 
 T = TypeVar("T")
 DERIVED_KEEP = 512  # universe-level tables remembered per snapshot (risk slices, exposure models, targets)
@@ -151,6 +151,22 @@ class MarketSnapshot:
             return universe_risk_model(self.market.prices, tickers, self.market.securities)
 
         return self.derived(("risk", tickers, stand_in), build)
+
+    def sample_risk_model(self, universe: Sequence[str], proxies: Mapping[str, str] | None = None) -> SampleRisk:
+        """The plain estimate of `universe` (`engine.risk.sample_model`: the 3-year sample covariance), a slice of
+        the window's when every ticker is a column of it."""
+        from engine.risk import sample_model
+
+        tickers = tuple(universe)
+        stand_in = _stand_ins(tickers, proxies)
+
+        def build() -> SampleRisk:
+            frame = self.risk
+            if tickers and frame is not None and all(t in frame.index for t in stand_in):
+                return replace(frame.sample_slice(stand_in), tickers=tickers)
+            return sample_model(self.market.prices, tickers, self.market.securities)
+
+        return self.derived(("sample", tickers, stand_in), build)
 
     def exposure_models(
         self, universe: Sequence[str], name_threshold: float, proxies: Mapping[str, str] | None = None

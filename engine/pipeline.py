@@ -8,7 +8,7 @@ and left out of V and of every weight (reported in warnings).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -40,9 +40,10 @@ from engine.limits import (
     name_limit_rows,
     names_that_can_bind,
 )
+from engine.location import location_notes
 from engine.market import MarketSnapshot
 from engine.prepare import Prepared, prepare
-from engine.problem import ProblemData, Solution, solve_problem
+from engine.problem import ProblemData, Solution, solve_on_both_estimates
 from engine.reasons import Context, trade_reason
 from engine.rounding import Allowance, Book, Repairer, ensure_cash, initial_round
 from engine.target import Target
@@ -52,6 +53,7 @@ from engine.types import RebalanceRequest, RebalanceResult, Relaxation, Trade
 ASSET_CLASS_EMPHASIS = 1.5  # asset-class gaps count this much more than sector/size gaps
 CASH_MAX = 2.0  # no upper bound on cash in practice (fractions of V)
 BUY_MAX = 2.0
+REPAIR_VOL_MARGIN = 0.005  # rounding moves volatility far less than this (annualised)
 
 
 def rebalance(
@@ -77,7 +79,7 @@ def rebalance(
     timings["prepare"] = (time.perf_counter() - start) * 1e3
     data = problem_data(prep)
     mark = time.perf_counter()
-    solution = solve_problem(data, cache)
+    solution = solve_on_both_estimates(data, prep.risk_sample, cache)
     timings["solve"] = (time.perf_counter() - mark) * 1e3
     timings["solver"] = solution.report.solve_ms
     mark = time.perf_counter()
@@ -144,6 +146,8 @@ def problem_data(prep: Prepared) -> ProblemData:
         name_matrix=name_matrix,
         name_rhs=name_rhs,
         name_penalty=name_penalty,
+        turnover_buy=matrix(prep.location.buy_counted.astype(float)),
+        turnover_sell=matrix(prep.location.sell_counted.astype(float)),
         buy_budget=prep.limits.max_turnover + prep.cash_in() / V,
         sell_budget=prep.limits.max_turnover + prep.cash_out() / V,
         vol_penalty=PENALTY_VOLATILITY,
@@ -207,13 +211,15 @@ def _book(prep: Prepared) -> Book:
         n_assets=len(prep.universe),
         cash_in=prep.cash_in(),
         cash_out=prep.cash_out(),
+        buy_counted=prep.location.buy_counted,
+        sell_counted=prep.location.sell_counted,
     )
 
 
 def _allowance(prep: Prepared, cont: Metrics) -> Allowance:
     lim = prep.limits
     return Allowance(
-        vol=max(0.0, cont.volatility - lim.vol_cap),
+        vol=max(0.0, cont.volatility_max - lim.vol_cap),
         sectors=np.clip(cont.sectors - lim.max_sector, 0.0, None),
         financials=max(0.0, lim.min_financials - float(cont.sectors[4])) if cont.equity > 1e-9 else 0.0,
         small=max(0.0, lim.min_small_cap - cont.small) if cont.equity > 1e-9 else 0.0,
@@ -250,9 +256,13 @@ def round_orders(request: RebalanceRequest, prep: Prepared, solution: Solution) 
     withdrawal = np.clip(-prep.cash_change, 0.0, None)
     relief = np.minimum(solution.relief * V, withdrawal)
     w_cont = solution.w / max(solution.total, 1e-12)
-    cont = measure(w_cont, prep.risk, prep.exposures, book.turnover(q_cont))
+    cont = measure(w_cont, prep.risk, prep.exposures, book.turnover(q_cont), prep.risk_sample)
     q, _ = initial_round(book, q_cont, fractional=options.fractional, min_trade_usd=prep.min_order)
-    repairer = Repairer(book, prep.risk, prep.exposures, prep.limits, _allowance(prep, cont),
+    # the repair holds the cap on the estimate that binds at the solver's portfolio (the larger of the two, where
+    # it is near the cap; far below it the volatility term is 0 either way and the smaller model is cheaper)
+    near_cap = cont.volatility_sample > prep.limits.vol_cap - REPAIR_VOL_MARGIN
+    repair_risk = prep.risk_sample.model() if near_cap and cont.volatility_sample > cont.volatility else prep.risk
+    repairer = Repairer(book, repair_risk, prep.exposures, prep.limits, _allowance(prep, cont),
                         fractional=options.fractional, min_trade_usd=prep.min_order,
                         cash_drag=prep.costs.cash_drag)
     q, steps = repairer.repair(q, relief, q_cont, max_steps=4 * len(q) + 20)
@@ -263,10 +273,10 @@ def round_orders(request: RebalanceRequest, prep: Prepared, solution: Solution) 
     dollars_after = book.asset_dollars(q)
     total_after = float(dollars_after.sum() + cash_after.sum())
     w_after = dollars_after / total_after
-    after = measure(w_after, prep.risk, prep.exposures, book.turnover(q))
+    after = measure(w_after, prep.risk, prep.exposures, book.turnover(q), prep.risk_sample)
     vb = prep.value_before if prep.value_before > 0 else 1.0
     w_before = book.asset_dollars(np.zeros_like(q)) / vb
-    before = measure(w_before, prep.risk, prep.exposures)
+    before = measure(w_before, prep.risk, prep.exposures, sample=prep.risk_sample)
     return Rounded(q, relief, withdrawal, steps, dropped, cont, cash_after, total_after, w_before, w_after,
                    before, after)
 
@@ -275,7 +285,8 @@ def _relaxations(request: RebalanceRequest, prep: Prepared, r: Rounded, est_taxe
     options = request.options
     relaxations = [
         Relaxation(b.limit, b.requested, b.achieved,
-                   relaxation_message(b, cause_of(b, prep, r.cont, options, est_taxes=est_taxes)))
+                   relaxation_message(b, cause_of(b, prep, r.cont, options, est_taxes=est_taxes))
+                   + _both_estimates(b.limit, r.after))
         for b in breaches(r.after, prep.limits, prep.exposures)
     ]
     unraised = float(r.relief.sum())
@@ -285,6 +296,14 @@ def _relaxations(request: RebalanceRequest, prep: Prepared, r: Rounded, est_taxe
         relaxations.append(Relaxation("cash_withdrawal", requested, requested - unraised,
                                       withdrawal_message(requested, requested - unraised, why)))
     return relaxations
+
+
+def _both_estimates(limit: str, after: Metrics) -> str:
+    """For the volatility cap: both estimates it is held to, in plain words (else nothing)."""
+    if limit != "volatility_cap":
+        return ""
+    return (f" Volatility after: {after.volatility:.1%} on the risk model, {after.volatility_sample:.1%} on the "
+            f"plain 3-year sample covariance; the cap holds on the larger.")
 
 
 def _warnings(prep: Prepared, solution: Solution, r: Rounded,
@@ -310,8 +329,10 @@ def finish(
     r = round_orders(request, prep, solution)
     full = prep.exposures_full
     vb = prep.value_before if prep.value_before > 0 else 1.0
-    snap_before = snapshot_from_model(r.w_before, float(prep.cash_start.sum()) / vb, full, r.before.volatility)
-    snap_after = snapshot_from_model(r.w_after, float(r.cash_after.sum()) / r.total_after, full, r.after.volatility)
+    snap_before = replace(snapshot_from_model(r.w_before, float(prep.cash_start.sum()) / vb, full, r.before.volatility),
+                          volatility_sample=r.before.volatility_sample)
+    snap_after = replace(snapshot_from_model(r.w_after, float(r.cash_after.sum()) / r.total_after, full,
+                                             r.after.volatility), volatility_sample=r.after.volatility_sample)
     ctx = Context(
         limits=prep.limits,
         exposures=full,
@@ -357,6 +378,8 @@ def finish(
         est_costs=est_costs,
         est_taxes=est_taxes,
         timings_ms=timings,
+        notes=location_notes(trades, dict(zip(prep.accounts, prep.account_types, strict=True)), prep.location,
+                             request.market.securities),
     )
 
 

@@ -23,10 +23,11 @@ from engine.errors import DataError
 from engine.explain import usd
 from engine.exposures import ExposureModel
 from engine.limits import Limits
+from engine.location import Location, asset_location
 from engine.market import MarketSnapshot
 from engine.menu import one_fund_per_role, views_vehicles
 from engine.profiles import DEFAULT_COSTS, CostModel, Profile, profile_get, tax_drag
-from engine.risk import RiskModel
+from engine.risk import RiskModel, SampleRisk
 from engine.target import Target, build_target, target_key
 from engine.tax import Lot, holding_lots, is_taxable
 from engine.tickers import ticker_key
@@ -62,10 +63,12 @@ class Prepared:
     lots: list[list[Lot]]
     basis_known: np.ndarray
     risk: RiskModel
+    risk_sample: SampleRisk  # the plain 3-year sample estimate: the volatility cap holds on both
     exposures: ExposureModel  # optimizer rows (names thresholded at the single-stock cap)
     exposures_full: ExposureModel  # every look-through name (snapshots)
     target: Target
     target_vec: np.ndarray  # (n,)
+    location: Location  # asset location: where income funds may be bought, the tax-free swap (engine.location)
     warnings: list[str] = field(default_factory=list)
     held: set[str] = field(default_factory=set)
 
@@ -106,6 +109,7 @@ class Models:
 
     universe: list[str]
     risk: RiskModel
+    risk_sample: SampleRisk
     exposures: ExposureModel
     exposures_full: ExposureModel
     target: Target
@@ -153,6 +157,12 @@ def prepare(request: RebalanceRequest, snapshot: MarketSnapshot) -> Prepared:
     warnings += list(models.target.warnings)
     index = {t: i for i, t in enumerate(models.universe)}
     last = snapshot.last_prices
+    prices = np.array([priced.price_of.get(t) or last[t] for t in slots.ticker])
+    can_sell = np.array([not options.buy_only and t not in unsellable for t in slots.ticker])
+    location = asset_location(slot_ticker=slots.ticker, slot_account=slots.account, account_types=money.account_types,
+                              slot_value_usd=slots.shares0 * prices, cash_usd=money.cash_start + money.cash_change,
+                              can_sell=can_sell, target_weights=models.target.weights, securities=market.securities,
+                              value_usd=money.value)
     return Prepared(
         profile=profile,
         limits=limits,
@@ -168,10 +178,10 @@ def prepare(request: RebalanceRequest, snapshot: MarketSnapshot) -> Prepared:
         slot_ticker=slots.ticker,
         slot_account=slots.account,
         slot_asset=np.array([index[t] for t in slots.ticker], dtype=int),
-        prices=np.array([priced.price_of.get(t) or last[t] for t in slots.ticker]),
+        prices=prices,
         shares0=slots.shares0,
-        can_buy=np.array([t in menu_set for t in slots.ticker]),
-        can_sell=np.array([not options.buy_only and t not in unsellable for t in slots.ticker]),
+        can_buy=np.array([t in menu_set for t in slots.ticker]) & location.buyable,
+        can_sell=can_sell,
         cost_rate=np.array([cost_rate(t, market, costs) for t in slots.ticker]),
         holding_drag=np.array([
             tax_drag(asset_class(t, market), is_taxable(money.account_types[a]), costs)
@@ -180,10 +190,12 @@ def prepare(request: RebalanceRequest, snapshot: MarketSnapshot) -> Prepared:
         lots=slots.lots,
         basis_known=slots.basis_known,
         risk=models.risk,
+        risk_sample=models.risk_sample,
         exposures=models.exposures,
         exposures_full=models.exposures_full,
         target=models.target,
         target_vec=target_vec,
+        location=location,
         warnings=warnings,
         held=held_set,
     )
@@ -358,7 +370,7 @@ def market_models(
     for ticker, weight in target.weights.items():
         if ticker in index:
             target_vec[index[ticker]] += weight
-    return Models(universe, risk, exposures, exposures_full, target, target_vec)
+    return Models(universe, risk, snapshot.sample_risk_model(universe), exposures, exposures_full, target, target_vec)
 
 
 def _holdings_as_target(priced: Priced, universe: Sequence[str], value: float) -> np.ndarray:

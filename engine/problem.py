@@ -13,10 +13,13 @@ Hard constraints: X = X0 + B - S, B, S >= 0, B <= buy_max, S <= sell_max <= X0 (
   unpriced and not-on-menu give 0), per-account cash after = cash0 - 1'((1+c) * B) + 1'((1-c) * S)
   + relief >= 0, cash after <= cash_max.
 Soft constraints (penalised slack, reported by the caller when a limit ends up unmet):
-  volatility |[L w; d * w]| <= vol_cap * tot + slack (factor-form risk, annualised);
+  volatility |[L w; d * w]| <= vol_cap * tot + slack (factor-form risk, annualised), and the same cap on the
+  plain 3-year sample estimate |R w| <= vol_cap * tot + slack (R'R = sample covariance; the one slack is the
+  larger excess, so a plan that reports no volatility relaxation meets the cap on both estimates);
   look-through base y = B w (11 sectors, 3 sizes, 4 asset classes: few dense rows), then
   sector caps and financials/small-cap minimums on y, single-name caps N w <= cap * tot, each + slack;
-  sum(B) <= buy_budget + slack, sum(S) <= sell_budget + slack (turnover = max(buys, sells)).
+  sum(B) <= buy_budget + slack, sum(S) <= sell_budget + slack (turnover = max(buys, sells); a pair's weight
+  in these sums is 0 for a tax-free swap into bonds inside a tax-deferred account, `turnover_buy/sell`).
 Objective (annual units; one-off costs are spread over the horizon by the caller):
   te_weight * (tracking-error variance to the target, factor form: |L (w - t)|^2 + |d * (w - t)|^2)
   + exposure_weight * |E y - e tot|^2 (asset-class mix, look-through sector/size mix vs the target's)
@@ -42,7 +45,7 @@ compact form.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,9 +56,11 @@ from engine.solve import SolveReport, solve_conic
 
 if TYPE_CHECKING:
     from engine.fallback import ProblemCache
+    from engine.risk import SampleRisk
 
 _LADDER = (4, 8, 12, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512)
 _ACCOUNT_LADDER = (1, 2, 3, 4, 6, 8, 12, 16)
+SAMPLE_TOLERANCE = 1e-7  # fractions of value: the sample cone is added when the first solve misses it by more
 
 
 def bucket(size: int, ladder: tuple[int, ...] = _LADDER) -> int:
@@ -118,6 +123,19 @@ class ProblemData:
     vol_penalty: float
     turnover_penalty: float
     relief_penalty: float
+    # (r, n) exact factor of the plain sample covariance: |R w| <= vol_cap tot + vol_slack (r = 0: no second cone)
+    sample_loadings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    # (n, m) weight of each pair's buys / sales in the turnover sums (None: 1 everywhere; 0: a tax-free swap into
+    # bonds inside a tax-deferred account, engine.location)
+    turnover_buy: np.ndarray | None = None
+    turnover_sell: np.ndarray | None = None
+
+    def turnover_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """(buy, sell) weights (n, m) of the turnover sums."""
+        ones = np.ones(self.x0.shape)
+        buy = ones if self.turnover_buy is None else np.asarray(self.turnover_buy, dtype=float)
+        sell = ones if self.turnover_sell is None else np.asarray(self.turnover_sell, dtype=float)
+        return buy, sell
 
     def shape(self, n_factors: int) -> Shape:
         n, m = self.x0.shape
@@ -212,3 +230,19 @@ def conic_solution(
         objective=objective,
         report=report,
     )
+
+
+def solve_on_both_estimates(data: ProblemData, sample: SampleRisk, cache: ProblemCache | None = None) -> Solution:
+    """Solve `data` with its volatility cap held on the risk model and on the plain sample estimate `sample`, at
+    the cost of the second cone only where it binds.
+
+    First solved without the sample cone; if that solution already meets |R w| <= vol_cap tot + vol_slack it
+    meets every constraint of the problem with both cones and is its optimum too (adding a constraint an optimum
+    satisfies keeps it optimal). Otherwise it is solved again with both cones (R = `sample.factor`; the slack
+    shared: a relaxation is the larger excess of the two estimates)."""
+    solution = solve_problem(data, cache)
+    if not len(sample.tickers):
+        return solution
+    if sample.volatility(solution.w) <= data.vol_cap * solution.total + solution.vol_slack + SAMPLE_TOLERANCE:
+        return solution
+    return solve_problem(replace(data, sample_loadings=sample.factor), cache)

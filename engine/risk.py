@@ -18,6 +18,12 @@ Method (documented choices):
 
 Volatility of weights w (fractions of value, cash riskless) = sqrt(|loadings @ w|^2 + |specific * w|^2).
 
+A second, plain estimate (`sample_model`, a `SampleRisk`): the sample covariance of the same filled returns,
+without shrinkage (annualised, ddof 1). The volatility cap must hold on both estimates (issue 15: a plan tuned
+to sit on the cap of the shrunk model sat 0.3-0.9 points above it on the plain 3-year sample). The frame keeps
+the sample covariance of all its columns, so a universe's is a slice; its exact factor R (R'R = the
+covariance, from a Cholesky factorisation) is computed only when a solve or the rounding repair needs it.
+
 Sharing: the engine estimates ONE model per price frame, over all of its columns (`frame_model`), and
 slices it for the tickers asked (the rows/columns of a PSD model form a PSD model; each variance stays
 exact). The frame's model lives in the `engine.market.MarketSnapshot` of that market data, so every
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -323,11 +330,20 @@ class FrameModel:
     specific: np.ndarray  # (N,)
     warnings: Mapping[str, str]
     shrinkage: float
+    sample: np.ndarray  # (N, N) annualised plain sample covariance of the filled returns (no shrinkage)
 
     def slice(self, tickers: Sequence[str]) -> RiskModel:
-        at = np.fromiter((self.index[t] for t in tickers), dtype=np.intp, count=len(tickers))
+        at = self._at(tickers)
         warnings = tuple(self.warnings[t] for t in dict.fromkeys(tickers) if t in self.warnings)
         return RiskModel(tuple(tickers), self.loadings[:, at], self.specific[at], warnings, self.shrinkage)
+
+    def sample_slice(self, tickers: Sequence[str]) -> SampleRisk:
+        """The plain sample estimate of `tickers` (`sample_model` on the frame's filled returns)."""
+        at = self._at(tickers)
+        return SampleRisk(tuple(tickers), self.sample[np.ix_(at, at)])
+
+    def _at(self, tickers: Sequence[str]) -> np.ndarray:
+        return np.fromiter((self.index[t] for t in tickers), dtype=np.intp, count=len(tickers))
 
 
 def frame_model(
@@ -348,7 +364,60 @@ def frame_model(
         specific=specific,
         warnings={t: m for t, m in zip(columns, messages, strict=True) if m},
         shrinkage=shrinkage,
+        sample=_sample_covariance(returns),
     )
+
+
+def _sample_covariance(returns: np.ndarray) -> np.ndarray:
+    """(n, n) annualised sample covariance (ddof 1) of returns (T, n)."""
+    rows = returns.shape[0]
+    centred = returns - returns.mean(axis=0)
+    cov = centred.T @ centred * (TRADING_DAYS / max(rows - 1, 1))
+    return (cov + cov.T) / 2.0
+
+
+@dataclass(frozen=True)
+class SampleRisk:
+    """The plain estimate: the annualised sample covariance (n, n) of `tickers`, with its exact factor on demand."""
+
+    tickers: tuple[str, ...]
+    covariance: np.ndarray
+
+    def volatility(self, w: np.ndarray) -> float:
+        """Annualised volatility of weights w (n,) on the sample covariance."""
+        w = np.asarray(w, dtype=float)
+        return float(np.sqrt(max(float(w @ self.covariance @ w), 0.0)))
+
+    @cached_property
+    def factor(self) -> np.ndarray:
+        """R (n, n), upper-triangular, with R'R = the covariance (+ 1e-12 of its largest variance on the diagonal,
+        which keeps a singular one factorable and errs on the safe side)."""
+        n = self.covariance.shape[0]
+        if n == 0:
+            return np.zeros((0, 0))
+        jitter = 1e-12 * max(float(np.diag(self.covariance).max()), 1e-12)
+        try:
+            return np.linalg.cholesky(self.covariance + jitter * np.eye(n)).T
+        except np.linalg.LinAlgError:
+            values, vectors = np.linalg.eigh(self.covariance)
+            return (vectors * np.sqrt(np.clip(values, 0.0, None))).T
+
+    def model(self) -> RiskModel:
+        """The estimate as a `RiskModel` (loadings R, no specific risk) for code written on factor models."""
+        return RiskModel(self.tickers, self.factor, np.zeros(len(self.tickers)))
+
+
+def sample_model(
+    prices: pd.DataFrame,
+    tickers: Sequence[str],
+    securities: Mapping[str, SecurityInfo],
+    *,
+    window: int = DEFAULT_WINDOW,
+) -> SampleRisk:
+    """The plain estimate of `tickers`: the sample covariance (no shrinkage) of the last `window` daily returns,
+    short histories filled as in step 2 (module docstring)."""
+    returns, _, _ = _filled_returns(prices, tickers, securities, window)
+    return SampleRisk(tuple(tickers), _sample_covariance(returns))
 
 
 def risk_model_from_covariance(

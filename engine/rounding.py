@@ -56,6 +56,15 @@ class Book:
     n_assets: int
     cash_in: float = 0.0  # USD buys may use without counting as turnover (cash on hand after the change)
     cash_out: float = 0.0  # USD sells may raise without counting as turnover (the withdrawal)
+    buy_counted: np.ndarray | None = None  # (K,) bool: the slot's buys count as turnover (None: all)
+    sell_counted: np.ndarray | None = None  # (K,) bool: the slot's sales count as turnover (None: all)
+
+    def turnover_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """(K,) weights (1.0 or 0.0) of each slot's buys and sales in turnover (engine.location, rule 3)."""
+        every = np.ones(len(self.prices))
+        buy = every if self.buy_counted is None else np.asarray(self.buy_counted, dtype=float)
+        sell = every if self.sell_counted is None else np.asarray(self.sell_counted, dtype=float)
+        return buy, sell
 
     def cash_flow(self, q: np.ndarray) -> np.ndarray:
         """(K,) cash received by each slot for share trades q (buys pay cost, sells lose cost)."""
@@ -72,10 +81,12 @@ class Book:
         return np.bincount(self.asset_of, weights=(self.shares0 + q) * self.prices, minlength=self.n_assets)
 
     def turnover(self, q: np.ndarray) -> float:
-        """max(buys - cash on hand, sells - withdrawal, 0) / V (see engine.profiles)."""
+        """max(buys - cash on hand, sells - withdrawal, 0) / V (see engine.profiles; trades of slots not counted
+        left out)."""
         amount = q * self.prices
-        buys = float(amount[amount > 0].sum())
-        sells = float(-amount[amount < 0].sum())
+        buy_weight, sell_weight = self.turnover_weights()
+        buys = float((amount * buy_weight)[amount > 0].sum())
+        sells = float(-(amount * sell_weight)[amount < 0].sum())
         return max(0.0, buys - self.cash_in, sells - self.cash_out) / self.value
 
 

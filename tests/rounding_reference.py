@@ -82,8 +82,8 @@ class ReferenceRepairer(Repairer):
             account=b.account_of[slot],
             dollars=new_amount - old_amount,
             cash=flow(new_amount) - flow(old_amount),
-            buys=np.clip(new_amount, 0.0, None) - np.clip(old_amount, 0.0, None),
-            sells=np.clip(-new_amount, 0.0, None) - np.clip(-old_amount, 0.0, None),
+            buys=(np.clip(new_amount, 0.0, None) - np.clip(old_amount, 0.0, None)) * b.turnover_weights()[0][slot],
+            sells=(np.clip(-new_amount, 0.0, None) - np.clip(-old_amount, 0.0, None)) * b.turnover_weights()[1][slot],
             pull=(np.abs(new_q - q_cont[slot]) - np.abs(q[slot] - q_cont[slot])) * b.prices[slot],
         )
 
@@ -98,8 +98,8 @@ class ReferenceRepairer(Repairer):
             "A": dollars,
             "cash": cash,
             "total": float(dollars.sum() + cash.sum()),
-            "buys": float(amount[amount > 0].sum()),
-            "sells": float(-amount[amount < 0].sum()),
+            "buys": float((amount * b.turnover_weights()[0])[amount > 0].sum()),
+            "sells": float(-(amount * b.turnover_weights()[1])[amount < 0].sum()),
             "pull": float((np.abs(q - q_cont) * b.prices).sum()),
             "factor": self.risk.loadings @ dollars,
         }

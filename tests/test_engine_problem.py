@@ -12,7 +12,7 @@ from engine.errors import OptimizationError
 from engine.fallback import CompiledProblem, ProblemCache
 from engine.limits import BASE_ROWS
 from engine.problem import ProblemData, bucket, solve_problem
-from engine.risk import risk_model_from_covariance
+from engine.risk import SampleRisk, risk_model_from_covariance
 from engine.sample_data import load_bundled_market
 from engine.solve import solve_certified
 
@@ -241,12 +241,16 @@ def assert_same_optimum(data: ProblemData) -> None:
     limits = np.clip(data.base_limit_matrix @ data.base @ compact.w - data.base_limit_rhs * compact.total, 0, None)
     names = np.clip(data.name_matrix @ compact.w - data.name_rhs * compact.total, 0, None)
     vol = np.hypot(np.linalg.norm(data.loadings @ compact.w), np.linalg.norm(data.specific * compact.w))
+    if data.sample_loadings.size:  # one slack for both cones: the larger excess
+        vol = max(vol, float(np.linalg.norm(data.sample_loadings @ compact.w)))
+    buy_weight, sell_weight = data.turnover_weights()
     value = (
         np.sum((te * data.loadings @ (compact.w - data.target)) ** 2) + np.sum((scale * (compact.w - data.target)) ** 2)
         + gap @ gap + data.cash_drag * compact.cash.sum() + np.sum(data.trade_cost * (compact.buys + compact.sells))
         + np.sum(data.holding_drag * (compact.buys - compact.sells)) + tax + data.base_limit_penalty @ limits
         + data.name_penalty @ names + data.vol_penalty * max(0.0, vol - data.vol_cap * compact.total)
-        + data.turnover_penalty * max(0.0, compact.buys.sum() - data.buy_budget, compact.sells.sum() - data.sell_budget)
+        + data.turnover_penalty * max(0.0, (buy_weight * compact.buys).sum() - data.buy_budget,
+                                      (sell_weight * compact.sells).sum() - data.sell_budget)
         + data.relief_penalty * compact.relief.sum()
     )
     assert compact.objective == pytest.approx(value, rel=1e-6, abs=1e-7)
@@ -255,6 +259,53 @@ def assert_same_optimum(data: ProblemData) -> None:
 @pytest.mark.parametrize("seed", range(8))
 def test_the_compact_form_has_the_optimum_of_the_cvxpy_form(seed):
     assert_same_optimum(random_data(seed, m=1 + seed % 3, names=seed % 3))
+
+
+def with_sample_cone(data: ProblemData, seed: int) -> ProblemData:
+    """`data` with a plain-sample factor R (upper-triangular) riskier than its model, and the IRA-like second
+    account's swaps into the first assets left out of turnover."""
+    rng = np.random.default_rng(100 + seed)
+    n, m = data.x0.shape
+    returns = rng.normal(0.0, 0.012, (60, n)) + rng.normal(0.0, 0.01, (60, 1))  # a common factor
+    data.sample_loadings = np.linalg.qr((returns - returns.mean(axis=0)) * np.sqrt(252 / 59), mode="r")
+    data.vol_cap = 0.08
+    buy, sell = np.ones((n, m)), np.ones((n, m))
+    if m > 1:
+        buy[: n // 3, 1] = 0.0
+        sell[:, 1] = 0.0
+    data.turnover_buy, data.turnover_sell = buy, sell
+    return data
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_compact_form_has_the_optimum_of_the_cvxpy_form_with_the_sample_cone(seed):
+    data = with_sample_cone(random_data(seed, m=1 + seed % 3, names=seed % 3), seed)
+    assert_same_optimum(data)
+    solution = solve(data)
+    sample_vol = float(np.linalg.norm(data.sample_loadings @ solution.w))
+    assert sample_vol <= data.vol_cap * solution.total + solution.vol_slack + 1e-7
+
+
+def test_a_binding_sample_estimate_holds_the_cap_where_the_model_alone_would_not(solve_with):
+    # the model says A has 10% volatility, the plain sample 30%: the cap of 15% holds on the sample -> half in A
+    data = two_asset_data(vols=(0.1, 0.1), target=(1.0, 0.0), vol_cap=0.15)
+    data.sample_loadings = np.diag([0.3, 0.1])
+    solution = solve_with(data)
+    assert solution.w[0] == pytest.approx(0.5, abs=1e-4)
+    assert solution.vol_slack == pytest.approx(0.0, abs=1e-7)
+
+
+def test_the_sample_cone_is_added_only_when_the_first_solve_misses_it():
+    from engine.problem import solve_on_both_estimates
+
+    data = two_asset_data(vols=(0.1, 0.1), target=(1.0, 0.0), vol_cap=0.15)
+    calm = SampleRisk(("A", "B"), np.diag([0.05, 0.05]) ** 2)  # met by the model's answer: that answer stands
+    assert solve_on_both_estimates(data, calm).w == pytest.approx(solve(data).w, abs=1e-9)
+    wild = SampleRisk(("A", "B"), np.array([[0.09, 0.01], [0.01, 0.01]]))
+    both = solve_on_both_estimates(data, wild)
+    assert wild.volatility(both.w) <= 0.15 * both.total + 1e-7
+    np.testing.assert_allclose(wild.factor.T @ wild.factor, wild.covariance, atol=1e-9)
+    assert both.w[0] == pytest.approx(0.5, abs=1e-3)
 
 
 def test_the_compact_form_leaves_out_what_cannot_matter():

@@ -66,3 +66,19 @@ def test_a_ticker_without_any_prices_uses_the_market_proxy(market):
 def test_too_little_history_is_a_data_error(market):
     with pytest.raises(DataError, match="at least"):
         covariance_estimate(market.prices.iloc[-10:], ["SPY"], market.securities)
+
+
+def test_the_plain_estimate_is_the_sample_covariance_of_daily_returns():
+    from engine.market import MarketSnapshot
+    from engine.risk import DEFAULT_WINDOW, returns_window
+    from engine.sample_data import load_bundled_market
+
+    market = load_bundled_market(years=3)
+    tickers = ["SPY", "BND", "XLK", "NVDA"]
+    sample = MarketSnapshot.of(market).sample_risk_model(tickers)
+    returns = returns_window(market.prices, DEFAULT_WINDOW)[tickers]
+    np.testing.assert_allclose(sample.covariance, returns.cov().to_numpy() * 252, rtol=1e-9)
+    np.testing.assert_allclose(sample.factor.T @ sample.factor, sample.covariance, rtol=1e-6, atol=1e-12)
+    w = np.array([0.4, 0.3, 0.2, 0.1])
+    assert sample.volatility(w) == pytest.approx(np.sqrt(w @ sample.covariance @ w))
+    assert sample.model().volatility(w) == pytest.approx(sample.volatility(w), rel=1e-6)
