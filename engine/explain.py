@@ -232,8 +232,10 @@ def _tax_note(account_type: str, r: Realisation | None, basis_known: bool) -> st
     if r is None or abs(r.gain) < 0.5:
         return "no gain to tax"
     estimate = "" if basis_known else " (cost basis unknown: estimate)"
-    if r.gain < 0:
-        return f"realises a {usd(-r.gain)} loss that can offset other gains{estimate}"
+    if r.gain < 0:  # r.tax: this sale's share of the plan's netted tax (engine.tax.allocate_taxes)
+        saves = (f", saving an est. {usd(-r.tax)} of tax on this plan's gains" if r.tax < -0.5
+                 else " that can offset future gains")
+        return f"realises a {usd(-r.gain)} loss{saves}{estimate}"
     if r.short_term_gain > 0.5 and r.long_term_gain > 0.5:
         kind = f"gain ({usd(r.short_term_gain)} short-term)"
     elif r.short_term_gain > 0.5:

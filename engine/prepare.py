@@ -6,7 +6,9 @@ slots (K: one per held or buyable (ticker, account) pair), in named steps:
 3. `money`: accounts, their cash, the value before and after the cash change;
 4. `pick_menu`: the menu funds that have a price;
 5. `market_models`: the universe (held, then menu), its risk model, exposures and target (from the snapshot);
-6. `slots`: every (ticker, account) slot with its shares, tax lots and what may be traded.
+6. `slots`: every (ticker, account) slot with its shares, tax lots and what may be traded;
+7. `plan_lots` (engine.taxplan): the lots each taxable holding may sell (no wash sale, the wait for
+   long-term) and the buys a harvested loss blocks.
 
 Every ticker is read through `engine.tickers.ticker_key`.
 """
@@ -29,6 +31,7 @@ from engine.profiles import DEFAULT_COSTS, CostModel, Profile, profile_get, tax_
 from engine.risk import RiskModel
 from engine.target import Target, build_target, target_key
 from engine.tax import Lot, holding_lots, is_taxable
+from engine.taxplan import LotPlan, budget_usd, plan_lots
 from engine.tickers import ticker_key
 from engine.types import AccountCash, MarketData, Options, Position, RebalanceRequest
 
@@ -59,7 +62,8 @@ class Prepared:
     can_sell: np.ndarray
     cost_rate: np.ndarray
     holding_drag: np.ndarray  # (K,) yearly tax drag per unit held (fraction of value)
-    lots: list[list[Lot]]
+    lots: list[list[Lot]]  # (K,) the lots each slot may sell, in sale order (engine.taxplan)
+    sellable: np.ndarray  # (K,) shares each slot may sell at most (held shares less lots held back)
     basis_known: np.ndarray
     risk: RiskModel
     exposures: ExposureModel  # optimizer rows (names thresholded at the single-stock cap)
@@ -68,6 +72,8 @@ class Prepared:
     target_vec: np.ndarray  # (n,)
     warnings: list[str] = field(default_factory=list)
     held: set[str] = field(default_factory=set)
+    tax_budget: float | None = None  # USD the plan may realise in net tax (None = no limit)
+    lot_plan: LotPlan | None = None  # harvests, waits, loss lots kept (for the notes)
 
     def cash_in(self) -> float:
         """USD that buys may use without counting as turnover: cash on hand after the cash change."""
@@ -153,6 +159,13 @@ def prepare(request: RebalanceRequest, snapshot: MarketSnapshot) -> Prepared:
     warnings += list(models.target.warnings)
     index = {t: i for i, t in enumerate(models.universe)}
     last = snapshot.last_prices
+    shares0 = slots.shares0
+    lot_plan = plan_lots(
+        tickers=slots.ticker, accounts=money.accounts, slot_account=slots.account,
+        taxable=[is_taxable(t) for t in money.account_types], lots=slots.lots, shares0=shares0,
+        can_buy=np.array([t in menu_set for t in slots.ticker], dtype=bool), positions=priced.positions,
+        securities=market.securities, etf_sectors=market.etf_sectors, as_of=market.as_of, value=money.value,
+    )
     return Prepared(
         profile=profile,
         limits=limits,
@@ -169,15 +182,16 @@ def prepare(request: RebalanceRequest, snapshot: MarketSnapshot) -> Prepared:
         slot_account=slots.account,
         slot_asset=np.array([index[t] for t in slots.ticker], dtype=int),
         prices=np.array([priced.price_of.get(t) or last[t] for t in slots.ticker]),
-        shares0=slots.shares0,
-        can_buy=np.array([t in menu_set for t in slots.ticker]),
+        shares0=shares0,
+        can_buy=lot_plan.can_buy,
         can_sell=np.array([not options.buy_only and t not in unsellable for t in slots.ticker]),
         cost_rate=np.array([cost_rate(t, market, costs) for t in slots.ticker]),
         holding_drag=np.array([
             tax_drag(asset_class(t, market), is_taxable(money.account_types[a]), costs)
             for t, a in zip(slots.ticker, slots.account, strict=True)
         ]),
-        lots=slots.lots,
+        lots=lot_plan.lots,
+        sellable=lot_plan.sellable,
         basis_known=slots.basis_known,
         risk=models.risk,
         exposures=models.exposures,
@@ -186,6 +200,8 @@ def prepare(request: RebalanceRequest, snapshot: MarketSnapshot) -> Prepared:
         target_vec=target_vec,
         warnings=warnings,
         held=held_set,
+        tax_budget=budget_usd(options, money.value),
+        lot_plan=lot_plan,
     )
 
 
@@ -221,6 +237,10 @@ def _check_options(o: Options) -> None:
         raise DataError("options: min_trade_usd must be >= 0", field="min_trade_usd")
     if not 0 <= check_number(o.min_trade_fraction, "options", "min_trade_fraction") < 1:
         raise DataError("options: min_trade_fraction must be from 0 to 1", field="min_trade_fraction")
+    if o.tax_budget is not None and not 0 <= check_number(o.tax_budget, "options", "tax_budget") <= 1:
+        raise DataError("options: tax_budget must be from 0 to 1 (a fraction of value) or none", field="tax_budget")
+    if check_number(o.tax_spent_usd, "options", "tax_spent_usd") < 0:
+        raise DataError("options: tax_spent_usd must be >= 0", field="tax_spent_usd")
 
 
 def validate(request: RebalanceRequest) -> tuple[list[Position], list[AccountCash]]:

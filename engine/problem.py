@@ -8,7 +8,8 @@ weights are a structural row sum (no dense aggregation parameter: the KKT system
 
 Variables: B (n, m) buys, S (n, m) sells (holdings after X = X0 + B - S is an expression), w (n) = X 1
   asset weights, T (n, m) tax epigraph, tot total value after costs, relief (m) withdrawal not raised,
-  factor exposures, residuals of the squared terms, slacks.
+  factor exposures, residuals of the squared terms, slacks. T >= each piece of the pair's convex tax curve;
+  a loss curve's T may be negative (the tax its losses save).
 Hard constraints: X = X0 + B - S, B, S >= 0, B <= buy_max, S <= sell_max <= X0 (so X >= 0; keep-these, buy-only,
   unpriced and not-on-menu give 0), per-account cash after = cash0 - 1'((1+c) * B) + 1'((1-c) * S)
   + relief >= 0, cash after <= cash_max.
@@ -69,7 +70,7 @@ def bucket(size: int, ladder: tuple[int, ...] = _LADDER) -> int:
 @dataclass(frozen=True)
 class Shape:
     """Padded dimensions: assets n, accounts m, factors k, base rows Q, base limit rows Rb, single-name
-    rows L, exposure-gap rows E, tax pieces P (0: no taxable holding)."""
+    rows L, exposure-gap rows E, tax pieces P (0: no taxable holding), a tax budget row or not."""
 
     n: int
     m: int
@@ -79,6 +80,7 @@ class Shape:
     L: int
     E: int
     P: int
+    budget: bool = False
 
 
 @dataclass
@@ -118,6 +120,9 @@ class ProblemData:
     vol_penalty: float
     turnover_penalty: float
     relief_penalty: float
+    # hard bound on the solver's net tax, sum(T) <= tax_budget, in the objective's units (fraction of V per
+    # year of the horizon, like the tax slopes); None = no bound
+    tax_budget: float | None = None
 
     def shape(self, n_factors: int) -> Shape:
         n, m = self.x0.shape
@@ -130,6 +135,7 @@ class ProblemData:
             L=bucket(self.name_matrix.shape[0]) if self.name_matrix.shape[0] else 0,
             E=self.gap_matrix.shape[0],
             P=self.tax_slopes.shape[0] if np.any(self.tax_slopes) or np.any(self.tax_intercepts) else 0,
+            budget=self.tax_budget is not None,
         )
 
     def dense_limits(self) -> tuple[np.ndarray, np.ndarray]:

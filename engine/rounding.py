@@ -56,6 +56,12 @@ class Book:
     n_assets: int
     cash_in: float = 0.0  # USD buys may use without counting as turnover (cash on hand after the change)
     cash_out: float = 0.0  # USD sells may raise without counting as turnover (the withdrawal)
+    sellable: np.ndarray | None = None  # (K,) shares each slot may sell (lots held back: engine.taxplan); None = all
+
+    @property
+    def sell_limit(self) -> np.ndarray:
+        """(K,) the most shares each slot may sell."""
+        return self.shares0 if self.sellable is None else np.minimum(self.sellable, self.shares0)
 
     def cash_flow(self, q: np.ndarray) -> np.ndarray:
         """(K,) cash received by each slot for share trades q (buys pay cost, sells lose cost)."""
@@ -94,11 +100,12 @@ class Allowance:
 def initial_round(book: Book, q_cont: np.ndarray, *, fractional: bool, min_trade_usd: float) -> tuple[np.ndarray, int]:
     """Round continuous share trades and drop those under the minimum; returns (q, dropped count)."""
     q = q_cont.copy()
-    sell_all = (q < 0) & (-q >= book.shares0 - (1e-9 if fractional else 0.5)) & book.can_sell
+    limit = book.sell_limit
+    sell_all = (q < 0) & (-q >= limit - (1e-9 if fractional else 0.5)) & book.can_sell & (limit > 0)
     if not fractional:
         q = np.round(q)
-    q = np.where(sell_all, -book.shares0, q)
-    q = np.clip(q, -book.shares0, None)
+    q = np.where(sell_all, -limit, q)
+    q = np.clip(q, -limit, None)
     q = np.where(book.can_buy | (q <= 0), q, 0.0)
     q = np.where(book.can_sell | (q >= 0), q, 0.0)
     small = (np.abs(q * book.prices) < min_trade_usd) & ~sell_all
