@@ -167,13 +167,16 @@ class Solution:
 
 
 
-def solve_problem(data: ProblemData, cache: ProblemCache | None = None) -> Solution:
-    """Solve `data`'s problem: the compact conic form with Clarabel, else (no "Solved") the cvxpy form
-    (`CompiledProblem` from `cache`, Clarabel then SCS). Raises `OptimizationError` if nothing certifies."""
+def solve_problem(
+    data: ProblemData, cache: ProblemCache | None = None, *, settings: dict[str, object] | None = None
+) -> Solution:
+    """Solve `data`'s problem: the compact conic form with Clarabel (`settings`: engine.solve.CONIC_SETTINGS
+    unless given), else (no "Solved") the cvxpy form (`CompiledProblem` from `cache`, Clarabel then SCS).
+    Raises `OptimizationError` if nothing certifies."""
     start = time.perf_counter()
     conic, layout = conic_form(data)
     try:
-        found = solve_conic(conic)
+        found = solve_conic(conic, settings=settings)
     except OptimizationError as exc:
         failed = str(exc)
     else:

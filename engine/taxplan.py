@@ -107,53 +107,69 @@ def plan_lots(
     value: float,
 ) -> LotPlan:
     """Apply the wash-sale and wait rules (module docstring) to the slots' lots and buy flags."""
-    def role(ticker: str) -> str:
-        info = securities.get(ticker)
-        return fund_role(info, etf_sectors.get(ticker)) if info is not None else f"stock:{ticker}"
-
     recent = {ticker_key(p.ticker) for p in positions
               if p.acquired is not None and 0 <= (as_of - p.acquired).days <= WASH_SALE_DAYS}
-    roles = [role(t) for t in tickers]
-    can_buy = can_buy.copy()
-    sellable = shares0.astype(float).copy()
-    out_lots = [list(slot_lots) for slot_lots in lots]
-    harvests: list[Harvest] = []
-    waits: list[Wait] = []
-    kept: list[str] = []
+    same_kind = _SameKind(tickers, securities, etf_sectors)
+    plan = LotPlan([list(slot_lots) for slot_lots in lots], shares0.astype(float).copy(), can_buy.copy())
     threshold = max(HARVEST_MIN_USD, HARVEST_MIN_FRACTION * value)
     for j, slot_lots in enumerate(lots):
         if not taxable[slot_account[j]] or not slot_lots:
             continue
         ticker, account = tickers[j], accounts[slot_account[j]]
-        keep_lots = list(slot_lots)
-        waiting = [lot for lot in keep_lots if _waits(lot, as_of)]
-        for lot in waiting:
-            acquired = lot.acquired or as_of
-            on = acquired + dt.timedelta(days=LONG_TERM_DAYS + 1)
-            gain = lot.shares * lot.gain_per_share
-            # waiting taxes the gain at the long-term rate (the rate a loss is credited at) instead of `rate`
-            waits.append(Wait(j, ticker, account, lot.shares, acquired, on, gain, (lot.rate - lot.loss_rate) * gain,
-                              (on - as_of).days))
-        keep_lots = [lot for lot in keep_lots if lot not in waiting]
+        waiting = [lot for lot in slot_lots if _waits(lot, as_of)]
+        plan.waits.extend(_wait(j, ticker, account, lot, as_of) for lot in waiting)
+        keep_lots = [lot for lot in slot_lots if lot not in waiting]
         loss = sum(-lot.shares * lot.gain_per_share for lot in keep_lots if lot.gain_per_share < 0)
         if loss > 0.5:
-            same = np.array([t == ticker or (r == roles[j] and not r.startswith("stock:"))
-                             for t, r in zip(tickers, roles, strict=True)])
-            blocking = same & can_buy
-            if ticker in recent:
-                keep_lots = [lot for lot in keep_lots if lot.gain_per_share >= 0]
-                if loss >= threshold:
-                    kept.append(f"{ticker} in {account} is not sold at a loss: it was bought within "
-                                f"{WASH_SALE_DAYS} days, so the {usd(loss)} loss would be a wash sale.")
-            elif not blocking.any() or loss >= threshold:
-                can_buy &= ~same
+            same = same_kind.of(j)
+            blocking = same & plan.can_buy
+            if ticker not in recent and (not blocking.any() or loss >= threshold):  # harvestable
+                plan.can_buy[same] = False
                 others = tuple(sorted({tickers[int(k)] for k in np.flatnonzero(blocking)} - {ticker}))
-                harvests.append(Harvest(j, ticker, account, loss, others))
-            else:
+                plan.harvests.append(Harvest(j, ticker, account, loss, others))
+            else:  # kept: its loss lots are not sold
                 keep_lots = [lot for lot in keep_lots if lot.gain_per_share >= 0]
-        out_lots[j] = keep_lots
-        sellable[j] = sum(lot.shares for lot in keep_lots)
-    return LotPlan(out_lots, sellable, can_buy, harvests, waits, kept)
+                if ticker in recent and loss >= threshold:
+                    plan.kept_losses.append(f"{ticker} in {account} is not sold at a loss: it was bought within "
+                                            f"{WASH_SALE_DAYS} days, so the {usd(loss)} loss would be a wash sale.")
+        plan.lots[j] = keep_lots
+        plan.sellable[j] = sum(lot.shares for lot in keep_lots)
+    return plan
+
+
+class _SameKind:
+    """Which slots hold the same ticker, or a fund of the same role (engine.roles; a stock's role is itself)."""
+
+    def __init__(self, tickers: Sequence[str], securities: Mapping[str, SecurityInfo],
+                 etf_sectors: Mapping[str, Mapping[str, float]]) -> None:
+        self.tickers = tickers
+        self.names = np.array(tickers, dtype=object)
+        self.securities, self.etf_sectors = securities, etf_sectors
+        self._roles: np.ndarray | None = None  # (K,) found on the first loss
+
+    def _role(self, ticker: str) -> str:
+        info = self.securities.get(ticker)
+        return fund_role(info, self.etf_sectors.get(ticker)) if info is not None else f"stock:{ticker}"
+
+    def of(self, j: int) -> np.ndarray:
+        """(K,) bool: slot j's ticker or a fund of its role."""
+        if self._roles is None:
+            role = {t: self._role(t) for t in set(self.tickers)}
+            self._roles = np.array([role[t] for t in self.tickers], dtype=object)
+        same = self.names == self.tickers[j]
+        own = str(self._roles[j])
+        if not own.startswith("stock:"):
+            same |= self._roles == own
+        return same
+
+
+def _wait(j: int, ticker: str, account: str, lot: Lot, as_of: dt.date) -> Wait:
+    acquired = lot.acquired or as_of
+    on = acquired + dt.timedelta(days=LONG_TERM_DAYS + 1)
+    gain = lot.shares * lot.gain_per_share
+    # waiting taxes the gain at the long-term rate (the rate a loss is credited at) instead of `rate`
+    return Wait(j, ticker, account, lot.shares, acquired, on, gain, (lot.rate - lot.loss_rate) * gain,
+                (on - as_of).days)
 
 
 def _waits(lot: Lot, as_of: dt.date) -> bool:
@@ -204,11 +220,11 @@ def trim_to_budget(
 
 def _best_size(q: np.ndarray, j: int, lots: Sequence[Sequence[Lot]], price: float, budget: float,
                min_order: float, fractional: bool) -> float:
-    """The largest sale of slot j (shares, a grid of 64 sizes) keeping the plan's tax within `budget`, else the
+    """The largest sale of slot j (shares, a grid of 32 sizes) keeping the plan's tax within `budget`, else the
     size with the least tax; sizes under the minimum order count as 0."""
     others = [r for k, r in realisations(lots, q).items() if k != j]
     sold = float(-q[j])
-    sizes = np.linspace(0.0, sold, 65)
+    sizes = np.linspace(0.0, sold, 33)
     if not fractional:
         sizes = np.unique(np.floor(sizes))
     sizes = sizes[(sizes == 0) | (sizes * price >= min_order)]
