@@ -31,7 +31,7 @@ from engine.profiles import DEFAULT_COSTS, CostModel, Profile, profile_get, tax_
 from engine.risk import RiskModel
 from engine.target import Target, build_target, target_key
 from engine.tax import Lot, holding_lots, is_taxable
-from engine.taxplan import LotPlan, budget_usd, plan_lots
+from engine.taxplan import LotPlan, budget_usd, plan_lots, withdrawal_tax
 from engine.tickers import ticker_key
 from engine.types import AccountCash, MarketData, Options, Position, RebalanceRequest
 
@@ -160,6 +160,7 @@ def prepare(request: RebalanceRequest, snapshot: MarketSnapshot) -> Prepared:
     index = {t: i for i, t in enumerate(models.universe)}
     last = snapshot.last_prices
     shares0 = slots.shares0
+    can_sell = np.array([not options.buy_only and t not in unsellable for t in slots.ticker], dtype=bool)
     lot_plan = plan_lots(
         tickers=slots.ticker, accounts=money.accounts, slot_account=slots.account,
         taxable=[is_taxable(t) for t in money.account_types], lots=slots.lots, shares0=shares0,
@@ -184,7 +185,7 @@ def prepare(request: RebalanceRequest, snapshot: MarketSnapshot) -> Prepared:
         prices=np.array([priced.price_of.get(t) or last[t] for t in slots.ticker]),
         shares0=shares0,
         can_buy=lot_plan.can_buy,
-        can_sell=np.array([not options.buy_only and t not in unsellable for t in slots.ticker]),
+        can_sell=can_sell,
         cost_rate=np.array([cost_rate(t, market, costs) for t in slots.ticker]),
         holding_drag=np.array([
             tax_drag(asset_class(t, market), is_taxable(money.account_types[a]), costs)
@@ -200,9 +201,22 @@ def prepare(request: RebalanceRequest, snapshot: MarketSnapshot) -> Prepared:
         target_vec=target_vec,
         warnings=warnings,
         held=held_set,
-        tax_budget=budget_usd(options, money.value),
+        tax_budget=_tax_budget(options, money, lot_plan, priced, slots, can_sell, last),
         lot_plan=lot_plan,
     )
+
+
+def _tax_budget(options: Options, money: Money, lot_plan: LotPlan, priced: Priced, slots: Slots,
+                can_sell: np.ndarray, last: Mapping[str, float]) -> float | None:
+    """USD of net tax the plan may realise: the yearly budget left (engine.taxplan.budget_usd) plus the least tax
+    of raising a withdrawal (a withdrawal is raised whatever it costs)."""
+    budget = budget_usd(options, money.value)
+    if budget is None or not (money.cash_start + money.cash_change < 0).any():
+        return budget
+    prices = np.array([priced.price_of.get(t) or last[t] for t in slots.ticker])
+    return budget + withdrawal_tax(lots=lot_plan.lots, sellable=lot_plan.sellable, prices=prices,
+                                   slot_account=slots.account, can_sell=can_sell,
+                                   cash=money.cash_start + money.cash_change)
 
 
 # ---------------------------------------------------------------- 1. validate

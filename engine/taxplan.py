@@ -91,6 +91,29 @@ def budget_usd(options: Options, value: float) -> float | None:
     return max(0.0, float(options.tax_budget) * value - float(options.tax_spent_usd))
 
 
+def withdrawal_tax(*, lots: Sequence[Sequence[Lot]], sellable: np.ndarray, prices: np.ndarray,
+                   slot_account: np.ndarray, can_sell: np.ndarray, cash: np.ndarray) -> float:
+    """The least tax (USD, the optimizer's measure) of raising each account's cash shortfall (cash (m,) < 0: a
+    withdrawal), selling that account's sellable lots with the least tax per dollar first (tax-free accounts:
+    0). The budget does not count it: a withdrawal is raised whatever it costs."""
+    total = 0.0
+    for a in np.flatnonzero(cash < 0):
+        pieces: list[tuple[float, float]] = []  # (tax per dollar, dollars)
+        for j in np.flatnonzero((slot_account == a) & can_sell).tolist():
+            if lots[j]:
+                pieces += [(lot.tax_per_dollar, lot.shares * lot.price) for lot in lots[j]]
+            else:
+                pieces.append((0.0, float(sellable[j] * prices[j])))
+        need = float(-cash[a])
+        for per_dollar, dollars in sorted(pieces):
+            take = min(dollars, need)
+            total += per_dollar * take
+            need -= take
+            if need <= 0:
+                break
+    return max(total, 0.0)
+
+
 def plan_lots(
     *,
     tickers: Sequence[str],
