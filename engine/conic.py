@@ -81,9 +81,11 @@ def conic_form(data: ProblemData) -> tuple[ConicProblem, Layout]:
     leaves the set of optimal (w, X, cash, tot, slacks) and the optimal value unchanged:
     1. B (S) only for pairs with buy_max > 0 (sell_max > 0): elsewhere 0 <= B <= 0 fixes it at 0.
     2. Tax: T only for sellable pairs with a non-zero piece, and a row only per such piece. A (0, 0) piece
-       reads T >= 0, already a bound; a pair with no piece has T = 0 at the optimum (T is minimised);
-       an unsellable pair (S = 0) has T = max(0, intercepts), a constant added to the offset. T >= 0 is
-       left out where a piece with slope >= 0 and intercept >= 0 already implies it (S >= 0).
+       reads T >= 0, a bound; a pair with no piece has T = 0 at the optimum (T is minimised); an
+       unsellable pair (S = 0) has T = max(intercepts) (with 0 where it has a (0, 0) piece), a constant
+       added to the offset (and taken off the tax budget). T >= 0 is kept only for pairs with a (0, 0)
+       piece, and left out where a piece with slope >= 0 and intercept >= 0 already implies it (S >= 0);
+       a pair whose pieces are all live (a loss curve) may have T < 0.
     3. The squared residuals are expanded into P and q instead of being variables with equality rows:
        |a * w - a t|^2 = w' diag(a^2) w - 2 (a^2 t)' w + |a t|^2, and likewise for the factor residual
        (te_scale * f - target_factor, f = L w); the constants go to the offset. The exposure-gap residual
@@ -102,7 +104,7 @@ def conic_form(data: ProblemData) -> tuple[ConicProblem, Layout]:
     _equalities(rows, data, v)
     zero = rows.count
     room, positive = _buy_bounds(rows, data, v)
-    _sell_and_tax_rows(rows, v)
+    _sell_and_tax_rows(rows, data, v)
     _cash_rows(rows, data, v, room, positive)
     _soft_limit_rows(rows, data, v)
     nonneg = rows.count - zero
@@ -121,8 +123,8 @@ class _Tax:
     pairs: np.ndarray  # (nt,) positions among the sell pairs
     piece: np.ndarray  # piece p of tax variable `pair`
     pair: np.ndarray
-    implied: np.ndarray  # (nt,) T >= 0 implied by a piece
-    offset: float  # max(0, intercepts) of the unsellable pairs
+    floor: np.ndarray  # (nt,) T >= 0 needed: a (0, 0) piece that no live piece implies
+    offset: float  # max(intercepts) of the unsellable pairs
 
 
 def _tax(data: ProblemData, is_: np.ndarray, js: np.ndarray, sell_max: np.ndarray) -> _Tax:
@@ -135,9 +137,10 @@ def _tax(data: ProblemData, is_: np.ndarray, js: np.ndarray, sell_max: np.ndarra
     tax_pairs = np.flatnonzero(live.any(axis=0))
     piece, pair = np.nonzero(live[:, tax_pairs])  # piece p of tax variable `pair`
     implied = (live & (slopes >= 0) & (intercepts >= 0))[:, tax_pairs].any(axis=0)
+    floor = (~live[:, tax_pairs]).any(axis=0) & ~implied
     unsellable = sell_max <= 0
-    offset = float(np.clip(data.tax_intercepts.max(axis=0), 0.0, None)[unsellable].sum())
-    return _Tax(slopes, intercepts, tax_pairs, piece, pair, implied, offset)
+    offset = float(data.tax_intercepts.max(axis=0)[unsellable].sum())
+    return _Tax(slopes, intercepts, tax_pairs, piece, pair, floor, offset)
 
 
 @dataclass(frozen=True)
@@ -286,8 +289,9 @@ def _buy_bounds(rows: _Rows, data: ProblemData, v: _Vars) -> tuple[np.ndarray, n
     return room, positive
 
 
-def _sell_and_tax_rows(rows: _Rows, v: _Vars) -> None:
-    """0 <= S <= sell_max; T >= 0 where no piece implies it; each tax piece slope * S - T <= -intercept."""
+def _sell_and_tax_rows(rows: _Rows, data: ProblemData, v: _Vars) -> None:
+    """0 <= S <= sell_max; T >= 0 where a (0, 0) piece asks for it and no piece implies it; each tax piece
+    slope * S - T <= -intercept; the tax budget sum(T) + offset <= tax_budget."""
     ar = np.arange
     ns = len(v.is_)
     s_cols, t_cols = v.cols("s"), v.cols("t")
@@ -296,13 +300,16 @@ def _sell_and_tax_rows(rows: _Rows, v: _Vars) -> None:
     rows.close(ns, v.sell_max[v.is_, v.js])
     rows.add(ar(ns), s_cols, -1.0)
     rows.close(ns, 0.0)
-    t_free = np.flatnonzero(~tax.implied)
-    rows.add(ar(len(t_free)), t_cols[t_free], -1.0)
-    rows.close(len(t_free), 0.0)
+    t_floor = np.flatnonzero(tax.floor)
+    rows.add(ar(len(t_floor)), t_cols[t_floor], -1.0)
+    rows.close(len(t_floor), 0.0)
     at = tax.pairs[tax.pair]
     rows.add(ar(len(tax.piece)), s_cols[at], tax.slopes[tax.piece, at])
     rows.add(ar(len(tax.piece)), t_cols[tax.pair], -1.0)
     rows.close(len(tax.piece), -tax.intercepts[tax.piece, at])
+    if data.tax_budget is not None and len(t_cols):
+        rows.add(np.zeros(len(t_cols)), t_cols, 1.0)
+        rows.close(1, float(data.tax_budget) - tax.offset)
 
 
 def _cash_rows(rows: _Rows, data: ProblemData, v: _Vars, room: np.ndarray, positive: np.ndarray) -> None:

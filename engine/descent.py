@@ -100,7 +100,8 @@ class Descent(PairScreen):
         self.is_sector = np.arange(R - 3) < self.n_sectors
         # python numbers per slot for `_column`
         self.slot_lists = (b.prices.tolist(), b.cost_rate.tolist(), q_cont.tolist(), r.open_size.tolist(),
-                           r.step.tolist(), b.shares0.tolist(), b.can_buy.tolist(), b.can_sell.tolist())
+                           r.step.tolist(), b.shares0.tolist(), b.can_buy.tolist(), b.can_sell.tolist(),
+                           b.sell_limit.tolist())
         self.cash_base = b.cash_start + b.cash_change + relief
         self.buy_weight, self.sell_weight = b.turnover_weights()
         self._open_key: bytes | None = b""
@@ -122,7 +123,7 @@ class Descent(PairScreen):
         down = np.where(q == 0, -r.open_size, q - r.step)
         down = np.where(q > 0, np.maximum(down, 0.0), down)
         down = np.where((q > 0) & (down * p < r.min_trade), 0.0, down)
-        down = np.maximum(down, -b.shares0)
+        down = np.maximum(down, -b.sell_limit)
         down_ok = np.where(down < 0, b.can_sell, True) & (down != q)
         self.ok = np.concatenate([up_ok, down_ok])
         self.new_q = np.concatenate([up, down])
@@ -162,7 +163,7 @@ class Descent(PairScreen):
 
     def _column(self, j: int) -> None:
         """Slot j's columns and state terms after q[j] changed (the same operations, on python floats)."""
-        p, cost, target, open_size, step, shares0, can_buy, can_sell = (v[j] for v in self.slot_lists)
+        p, cost, target, open_size, step, shares0, can_buy, can_sell, sell_limit = (v[j] for v in self.slot_lists)
         qj = float(self.q[j])
         up = open_size if qj == 0 else qj + step
         if not self.fractional and abs(qj - round(qj)) > 1e-9:
@@ -176,7 +177,7 @@ class Descent(PairScreen):
             down = max(down, 0.0)
             if down * p < self.min_trade:
                 down = 0.0
-        down = max(down, -shares0)
+        down = max(down, -sell_limit)
         K = self.K
         cols = [j, K + j]
         self.ok[j] = (can_buy if up > 0 else True) and up != qj

@@ -72,6 +72,8 @@ def _parameters(shape: Shape) -> dict[str, cp.Parameter]:
     for i in range(P):
         params[f"tax_slope_{i}"] = par((n, m))
         params[f"tax_intercept_{i}"] = par((n, m))
+    if P and shape.budget:
+        params["tax_budget"] = par()
     return params
 
 
@@ -95,7 +97,8 @@ class CompiledProblem:
         p = self.params
         self.b = cp.Variable((n, m), nonneg=True)
         self.s = cp.Variable((n, m), nonneg=True)
-        self.t = cp.Variable((n, m), nonneg=True) if P else None  # no taxable holding: no tax rows at all
+        # no taxable holding: no tax rows at all; T >= 0 comes from (0, 0) pieces (a loss curve has none)
+        self.t = cp.Variable((n, m)) if P else None
         self.w = cp.Variable(n)
         self.tot = cp.Variable()
         self.relief = cp.Variable(m, nonneg=True)
@@ -151,6 +154,8 @@ class CompiledProblem:
                 self.t >= cp.multiply(p[f"tax_slope_{i}"], self.s) + p[f"tax_intercept_{i}"]
                 for i in range(self.shape.P)
             ]
+            if "tax_budget" in p:
+                constraints.append(cp.sum(self.t) <= p["tax_budget"])
         return constraints
 
     def _objective(self) -> Any:
@@ -224,6 +229,8 @@ class CompiledProblem:
         for i in range(sh.P):
             values[f"tax_slope_{i}"] = _pad(data.tax_slopes[i], nm)
             values[f"tax_intercept_{i}"] = _pad(data.tax_intercepts[i], nm)
+        if "tax_budget" in p:
+            values["tax_budget"] = float(data.tax_budget) if data.tax_budget is not None else 0.0
         if self._validated:
             # fast path: the values are built above with the declared shapes and signs (validated on the
             # first solve through the public setter); skipping cvxpy's per-assignment checks saves ~1 ms

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from engine.explain import (
+    Cause,
     cause_of,
     idle_cash_warning,
     relaxation_message,
@@ -32,6 +33,7 @@ from engine.limits import (
     PENALTY_TURNOVER,
     PENALTY_VOLATILITY,
     PENALTY_WITHDRAWAL,
+    Breach,
     Metrics,
     base_limit_rows,
     breaches,
@@ -47,7 +49,9 @@ from engine.problem import ProblemData, Solution, solve_on_both_estimates
 from engine.reasons import Context, trade_reason
 from engine.rounding import Allowance, Book, Repairer, ensure_cash, initial_round
 from engine.target import Target
-from engine.tax import TAX_PIECES, realise, tax_curve
+from engine.tax import TAX_PIECES, allocate_taxes, tax_curve
+from engine.taxplan import realisations, tax_notes, trim_to_budget
+from engine.tradeoffs import BudgetRun, budget_cause, budget_runs, tradeoff_rows
 from engine.types import RebalanceRequest, RebalanceResult, Relaxation, Trade
 
 ASSET_CLASS_EMPHASIS = 1.5  # asset-class gaps count this much more than sector/size gaps
@@ -83,7 +87,10 @@ def rebalance(
     timings["solve"] = (time.perf_counter() - mark) * 1e3
     timings["solver"] = solution.report.solve_ms
     mark = time.perf_counter()
-    result = finish(request, prep, solution, timings)
+    runs = budget_runs(prep, request.options, data, solution, cache)
+    timings["tradeoffs"] = (time.perf_counter() - mark) * 1e3
+    mark = time.perf_counter()
+    result = finish(request, prep, solution, timings, runs)
     timings["finish"] = (time.perf_counter() - mark) * 1e3
     timings["total"] = (time.perf_counter() - start) * 1e3
     return result
@@ -102,6 +109,7 @@ def problem_data(prep: Prepared) -> ProblemData:
 
     costs = prep.costs
     x0 = prep.shares0 * prep.prices / V
+    sellable = np.minimum(prep.sellable, prep.shares0) * prep.prices / V  # lots held back (engine.taxplan)
     slopes = np.zeros((TAX_PIECES, n, m))
     intercepts = np.zeros((TAX_PIECES, n, m))
     for j, slot_lots in enumerate(prep.lots):
@@ -130,7 +138,7 @@ def problem_data(prep: Prepared) -> ProblemData:
         cash_drag=costs.cash_drag,
         x0=matrix(x0),
         buy_max=matrix(np.where(prep.can_buy, BUY_MAX, 0.0)),
-        sell_max=matrix(np.where(prep.can_sell, x0, 0.0)),
+        sell_max=matrix(np.where(prep.can_sell, sellable, 0.0)),
         cost_rate=matrix(prep.cost_rate),
         cash0=(prep.cash_start + prep.cash_change) / V,
         relief_max=withdrawal / V,
@@ -153,6 +161,7 @@ def problem_data(prep: Prepared) -> ProblemData:
         vol_penalty=PENALTY_VOLATILITY,
         turnover_penalty=PENALTY_TURNOVER,
         relief_penalty=PENALTY_WITHDRAWAL,
+        tax_budget=None if prep.tax_budget is None else prep.tax_budget / V / costs.horizon_years,
     )
 
 
@@ -213,6 +222,7 @@ def _book(prep: Prepared) -> Book:
         cash_out=prep.cash_out(),
         buy_counted=prep.location.buy_counted,
         sell_counted=prep.location.sell_counted,
+        sellable=prep.sellable,
     )
 
 
@@ -267,6 +277,8 @@ def round_orders(request: RebalanceRequest, prep: Prepared, solution: Solution) 
                         cash_drag=prep.costs.cash_drag)
     q, steps = repairer.repair(q, relief, q_cont, max_steps=4 * len(q) + 20)
     q, relief = ensure_cash(book, q, relief, withdrawal, fractional=options.fractional)
+    if prep.tax_budget is not None:
+        q, relief = _within_budget(book, prep, q, relief, withdrawal, fractional=options.fractional)
     cont_amount = np.abs(q_cont * prep.prices)
     dropped = int(((cont_amount >= 1.0) & (cont_amount < prep.min_order) & (q == 0)).sum())
     cash_after = book.cash_after(q, relief)
@@ -281,14 +293,31 @@ def round_orders(request: RebalanceRequest, prep: Prepared, solution: Solution) 
                    before, after)
 
 
-def _relaxations(request: RebalanceRequest, prep: Prepared, r: Rounded, est_taxes: float) -> list[Relaxation]:
+def _within_budget(book: Book, prep: Prepared, q: np.ndarray, relief: np.ndarray, withdrawal: np.ndarray, *,
+                   fractional: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The rounded trades with the tax budget enforced (engine.taxplan.trim_to_budget), the buys the trimmed
+    sells funded trimmed too (cash >= 0), and no buy left under the minimum order."""
+    assert prep.tax_budget is not None
+    trimmed = trim_to_budget(q, lots=prep.lots, prices=prep.prices, budget=prep.tax_budget, min_order=prep.min_order,
+                             fractional=fractional)
+    if np.array_equal(trimmed, q):
+        return q, relief
+    trimmed, relief = ensure_cash(book, trimmed, relief, withdrawal, fractional=fractional)
+    trimmed[(trimmed > 0) & (trimmed * prep.prices < prep.min_order)] = 0.0
+    return trimmed, relief
+
+
+def _relaxations(request: RebalanceRequest, prep: Prepared, r: Rounded, est_taxes: float,
+                 runs: list[BudgetRun]) -> list[Relaxation]:
     options = request.options
-    relaxations = [
-        Relaxation(b.limit, b.requested, b.achieved,
-                   relaxation_message(b, cause_of(b, prep, r.cont, options, est_taxes=est_taxes))
-                   + _both_estimates(b.limit, r.after))
-        for b in breaches(r.after, prep.limits, prep.exposures)
-    ]
+
+    def cause(b: Breach) -> Cause:
+        by_budget = budget_cause(b, r.cont, prep, options, runs)
+        return Cause(*by_budget) if by_budget else cause_of(b, prep, r.cont, options, est_taxes=est_taxes)
+
+    relaxations = [Relaxation(b.limit, b.requested, b.achieved,
+                              relaxation_message(b, cause(b)) + _both_estimates(b.limit, r.after))
+                   for b in breaches(r.after, prep.limits, prep.exposures)]
     unraised = float(r.relief.sum())
     if unraised > 0.005:
         requested = float(r.withdrawal.sum())
@@ -322,10 +351,13 @@ def _warnings(prep: Prepared, solution: Solution, r: Rounded,
 
 
 def finish(
-    request: RebalanceRequest, prep: Prepared, solution: Solution, timings: dict[str, float]
+    request: RebalanceRequest, prep: Prepared, solution: Solution, timings: dict[str, float],
+    runs: list[BudgetRun] | None = None,
 ) -> RebalanceResult:
-    """Round to tradable orders, measure, explain, and assemble the result."""
+    """Round to tradable orders, measure, explain, and assemble the result. `runs`: the other tax budgets'
+    solutions when the budget binds (engine.tradeoffs)."""
     options = request.options
+    runs = runs or []
     r = round_orders(request, prep, solution)
     full = prep.exposures_full
     vb = prep.value_before if prep.value_before > 0 else 1.0
@@ -348,8 +380,8 @@ def finish(
     )
     trades = _trades(prep, r.q, ctx)
     est_costs = round(sum(t.est_cost for t in trades), 2)
-    est_taxes = round(sum(t.est_tax for t in trades), 2)
-    relaxations = _relaxations(request, prep, r, est_taxes)
+    est_taxes = round(sum(t.est_tax for t in trades), 2)  # the plan's netted tax (engine.tax.allocate_taxes)
+    relaxations = _relaxations(request, prep, r, est_taxes, runs)
     idle = idle_cash_warning(prep, options, solution, r.cont, r.cash_after, r.total_after)
     summary = summary_sentence(
         trades=trades,
@@ -378,12 +410,24 @@ def finish(
         est_costs=est_costs,
         est_taxes=est_taxes,
         timings_ms=timings,
-        notes=location_notes(trades, dict(zip(prep.accounts, prep.account_types, strict=True)), prep.location,
-                             request.market.securities),
+        tradeoffs=tradeoff_rows(prep, options, runs, est_taxes, r.after, r.cont),
+        notes=[*tax_notes(prep, r.q, _cont_sells(prep, solution)),
+               *location_notes(trades, dict(zip(prep.accounts, prep.account_types, strict=True)), prep.location,
+                               request.market.securities)],
     )
 
 
+def _cont_sells(prep: Prepared, solution: Solution) -> np.ndarray:
+    """(K,) shares the solver sold in each slot."""
+    q = solution.x[prep.slot_asset, prep.slot_account] * prep.value / prep.prices - prep.shares0
+    return np.clip(-q, 0.0, None)
+
+
 def _trades(prep: Prepared, q: np.ndarray, ctx: Context) -> list[Trade]:
+    """The orders of q (K,) shares; each sell's est_tax is its share of the plan's netted tax (engine.tax)."""
+    sold = realisations(prep.lots, q)
+    shares_of_tax = allocate_taxes(list(sold.values()), prep.costs)
+    sold = {j: replace(r, tax=tax) for (j, r), tax in zip(sold.items(), shares_of_tax, strict=True)}
     trades: list[Trade] = []
     for j in np.nonzero(np.abs(q) > 1e-9)[0]:
         ticker = prep.slot_ticker[j]
@@ -392,7 +436,7 @@ def _trades(prep: Prepared, q: np.ndarray, ctx: Context) -> list[Trade]:
         price = float(prep.prices[j])
         amount = shares * price
         account_type = prep.account_types[prep.slot_account[j]]
-        realisation = realise(prep.lots[j], shares) if action == "sell" and prep.lots[j] else None
+        realisation = sold.get(int(j)) if action == "sell" else None
         reason = trade_reason(ctx, ticker=ticker, asset=int(prep.slot_asset[j]), action=action, amount=amount,
                               account_type=account_type, realisation=realisation,
                               basis_known=bool(prep.basis_known[j]))

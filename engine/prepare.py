@@ -6,7 +6,9 @@ slots (K: one per held or buyable (ticker, account) pair), in named steps:
 3. `money`: accounts, their cash, the value before and after the cash change;
 4. `pick_menu`: the menu funds that have a price;
 5. `market_models`: the universe (held, then menu), its risk model, exposures and target (from the snapshot);
-6. `slots`: every (ticker, account) slot with its shares, tax lots and what may be traded.
+6. `slots`: every (ticker, account) slot with its shares, tax lots and what may be traded;
+7. `plan_lots` (engine.taxplan): the lots each taxable holding may sell (no wash sale, the wait for
+   long-term) and the buys a harvested loss blocks.
 
 Every ticker is read through `engine.tickers.ticker_key`.
 """
@@ -30,6 +32,7 @@ from engine.profiles import DEFAULT_COSTS, CostModel, Profile, profile_get, tax_
 from engine.risk import RiskModel, SampleRisk
 from engine.target import Target, build_target, target_key
 from engine.tax import Lot, holding_lots, is_taxable
+from engine.taxplan import LotPlan, budget_usd, plan_lots, withdrawal_tax
 from engine.tickers import ticker_key
 from engine.types import AccountCash, MarketData, Options, Position, RebalanceRequest
 
@@ -60,7 +63,8 @@ class Prepared:
     can_sell: np.ndarray
     cost_rate: np.ndarray
     holding_drag: np.ndarray  # (K,) yearly tax drag per unit held (fraction of value)
-    lots: list[list[Lot]]
+    lots: list[list[Lot]]  # (K,) the lots each slot may sell, in sale order (engine.taxplan)
+    sellable: np.ndarray  # (K,) shares each slot may sell at most (held shares less lots held back)
     basis_known: np.ndarray
     risk: RiskModel
     risk_sample: SampleRisk  # the plain 3-year sample estimate: the volatility cap holds on both
@@ -71,6 +75,8 @@ class Prepared:
     location: Location  # asset location: where income funds may be bought, the tax-free swap (engine.location)
     warnings: list[str] = field(default_factory=list)
     held: set[str] = field(default_factory=set)
+    tax_budget: float | None = None  # USD the plan may realise in net tax (None = no limit)
+    lot_plan: LotPlan | None = None  # harvests, waits, loss lots kept (for the notes)
 
     def cash_in(self) -> float:
         """USD that buys may use without counting as turnover: cash on hand after the cash change."""
@@ -158,11 +164,19 @@ def prepare(request: RebalanceRequest, snapshot: MarketSnapshot) -> Prepared:
     index = {t: i for i, t in enumerate(models.universe)}
     last = snapshot.last_prices
     prices = np.array([priced.price_of.get(t) or last[t] for t in slots.ticker])
-    can_sell = np.array([not options.buy_only and t not in unsellable for t in slots.ticker])
+    shares0 = slots.shares0
+    can_sell = np.array([not options.buy_only and t not in unsellable for t in slots.ticker], dtype=bool)
     location = asset_location(slot_ticker=slots.ticker, slot_account=slots.account, account_types=money.account_types,
-                              slot_value_usd=slots.shares0 * prices, cash_usd=money.cash_start + money.cash_change,
+                              slot_value_usd=shares0 * prices, cash_usd=money.cash_start + money.cash_change,
                               can_sell=can_sell, target_weights=models.target.weights, securities=market.securities,
                               value_usd=money.value)
+    lot_plan = plan_lots(
+        tickers=slots.ticker, accounts=money.accounts, slot_account=slots.account,
+        taxable=[is_taxable(t) for t in money.account_types], lots=slots.lots, shares0=shares0,
+        can_buy=np.array([t in menu_set for t in slots.ticker], dtype=bool) & location.buyable,
+        positions=priced.positions, securities=market.securities, etf_sectors=market.etf_sectors, as_of=market.as_of,
+        value=money.value,
+    )
     return Prepared(
         profile=profile,
         limits=limits,
@@ -179,15 +193,16 @@ def prepare(request: RebalanceRequest, snapshot: MarketSnapshot) -> Prepared:
         slot_account=slots.account,
         slot_asset=np.array([index[t] for t in slots.ticker], dtype=int),
         prices=prices,
-        shares0=slots.shares0,
-        can_buy=np.array([t in menu_set for t in slots.ticker]) & location.buyable,
+        shares0=shares0,
+        can_buy=lot_plan.can_buy,
         can_sell=can_sell,
         cost_rate=np.array([cost_rate(t, market, costs) for t in slots.ticker]),
         holding_drag=np.array([
             tax_drag(asset_class(t, market), is_taxable(money.account_types[a]), costs)
             for t, a in zip(slots.ticker, slots.account, strict=True)
         ]),
-        lots=slots.lots,
+        lots=lot_plan.lots,
+        sellable=lot_plan.sellable,
         basis_known=slots.basis_known,
         risk=models.risk,
         risk_sample=models.risk_sample,
@@ -198,7 +213,22 @@ def prepare(request: RebalanceRequest, snapshot: MarketSnapshot) -> Prepared:
         location=location,
         warnings=warnings,
         held=held_set,
+        tax_budget=_tax_budget(options, money, lot_plan, priced, slots, can_sell, last),
+        lot_plan=lot_plan,
     )
+
+
+def _tax_budget(options: Options, money: Money, lot_plan: LotPlan, priced: Priced, slots: Slots,
+                can_sell: np.ndarray, last: Mapping[str, float]) -> float | None:
+    """USD of net tax the plan may realise: the yearly budget left (engine.taxplan.budget_usd) plus the least tax
+    of raising a withdrawal (a withdrawal is raised whatever it costs)."""
+    budget = budget_usd(options, money.value)
+    if budget is None or not (money.cash_start + money.cash_change < 0).any():
+        return budget
+    prices = np.array([priced.price_of.get(t) or last[t] for t in slots.ticker])
+    return budget + withdrawal_tax(lots=lot_plan.lots, sellable=lot_plan.sellable, prices=prices,
+                                   slot_account=slots.account, can_sell=can_sell,
+                                   cash=money.cash_start + money.cash_change)
 
 
 # ---------------------------------------------------------------- 1. validate
@@ -233,6 +263,10 @@ def _check_options(o: Options) -> None:
         raise DataError("options: min_trade_usd must be >= 0", field="min_trade_usd")
     if not 0 <= check_number(o.min_trade_fraction, "options", "min_trade_fraction") < 1:
         raise DataError("options: min_trade_fraction must be from 0 to 1", field="min_trade_fraction")
+    if o.tax_budget is not None and not 0 <= check_number(o.tax_budget, "options", "tax_budget") <= 1:
+        raise DataError("options: tax_budget must be from 0 to 1 (a fraction of value) or none", field="tax_budget")
+    if check_number(o.tax_spent_usd, "options", "tax_spent_usd") < 0:
+        raise DataError("options: tax_spent_usd must be >= 0", field="tax_spent_usd")
 
 
 def validate(request: RebalanceRequest) -> tuple[list[Position], list[AccountCash]]:

@@ -8,7 +8,8 @@ weights are a structural row sum (no dense aggregation parameter: the KKT system
 
 Variables: B (n, m) buys, S (n, m) sells (holdings after X = X0 + B - S is an expression), w (n) = X 1
   asset weights, T (n, m) tax epigraph, tot total value after costs, relief (m) withdrawal not raised,
-  factor exposures, residuals of the squared terms, slacks.
+  factor exposures, residuals of the squared terms, slacks. T >= each piece of the pair's convex tax curve;
+  a loss curve's T may be negative (the tax its losses save).
 Hard constraints: X = X0 + B - S, B, S >= 0, B <= buy_max, S <= sell_max <= X0 (so X >= 0; keep-these, buy-only,
   unpriced and not-on-menu give 0), per-account cash after = cash0 - 1'((1+c) * B) + 1'((1-c) * S)
   + relief >= 0, cash after <= cash_max.
@@ -74,7 +75,7 @@ def bucket(size: int, ladder: tuple[int, ...] = _LADDER) -> int:
 @dataclass(frozen=True)
 class Shape:
     """Padded dimensions: assets n, accounts m, factors k, base rows Q, base limit rows Rb, single-name
-    rows L, exposure-gap rows E, tax pieces P (0: no taxable holding)."""
+    rows L, exposure-gap rows E, tax pieces P (0: no taxable holding), a tax budget row or not."""
 
     n: int
     m: int
@@ -84,6 +85,7 @@ class Shape:
     L: int
     E: int
     P: int
+    budget: bool = False
 
 
 @dataclass
@@ -137,6 +139,10 @@ class ProblemData:
         sell = ones if self.turnover_sell is None else np.asarray(self.turnover_sell, dtype=float)
         return buy, sell
 
+    # hard bound on the solver's net tax, sum(T) <= tax_budget, in the objective's units (fraction of V per
+    # year of the horizon, like the tax slopes); None = no bound
+    tax_budget: float | None = None
+
     def shape(self, n_factors: int) -> Shape:
         n, m = self.x0.shape
         return Shape(
@@ -148,6 +154,7 @@ class ProblemData:
             L=bucket(self.name_matrix.shape[0]) if self.name_matrix.shape[0] else 0,
             E=self.gap_matrix.shape[0],
             P=self.tax_slopes.shape[0] if np.any(self.tax_slopes) or np.any(self.tax_intercepts) else 0,
+            budget=self.tax_budget is not None,
         )
 
     def dense_limits(self) -> tuple[np.ndarray, np.ndarray]:
@@ -179,13 +186,16 @@ class Solution:
 
 
 
-def solve_problem(data: ProblemData, cache: ProblemCache | None = None) -> Solution:
-    """Solve `data`'s problem: the compact conic form with Clarabel, else (no "Solved") the cvxpy form
-    (`CompiledProblem` from `cache`, Clarabel then SCS). Raises `OptimizationError` if nothing certifies."""
+def solve_problem(
+    data: ProblemData, cache: ProblemCache | None = None, *, settings: dict[str, object] | None = None
+) -> Solution:
+    """Solve `data`'s problem: the compact conic form with Clarabel (`settings`: engine.solve.CONIC_SETTINGS
+    unless given), else (no "Solved") the cvxpy form (`CompiledProblem` from `cache`, Clarabel then SCS).
+    Raises `OptimizationError` if nothing certifies."""
     start = time.perf_counter()
     conic, layout = conic_form(data)
     try:
-        found = solve_conic(conic)
+        found = solve_conic(conic, settings=settings)
     except OptimizationError as exc:
         failed = str(exc)
     else:

@@ -58,6 +58,7 @@ class Book:
     cash_out: float = 0.0  # USD sells may raise without counting as turnover (the withdrawal)
     buy_counted: np.ndarray | None = None  # (K,) bool: the slot's buys count as turnover (None: all)
     sell_counted: np.ndarray | None = None  # (K,) bool: the slot's sales count as turnover (None: all)
+    sellable: np.ndarray | None = None  # (K,) shares each slot may sell (lots held back: engine.taxplan); None = all
 
     def turnover_weights(self) -> tuple[np.ndarray, np.ndarray]:
         """(K,) weights (1.0 or 0.0) of each slot's buys and sales in turnover (engine.location, rule 3)."""
@@ -65,6 +66,11 @@ class Book:
         buy = every if self.buy_counted is None else np.asarray(self.buy_counted, dtype=float)
         sell = every if self.sell_counted is None else np.asarray(self.sell_counted, dtype=float)
         return buy, sell
+
+    @property
+    def sell_limit(self) -> np.ndarray:
+        """(K,) the most shares each slot may sell."""
+        return self.shares0 if self.sellable is None else np.minimum(self.sellable, self.shares0)
 
     def cash_flow(self, q: np.ndarray) -> np.ndarray:
         """(K,) cash received by each slot for share trades q (buys pay cost, sells lose cost)."""
@@ -105,11 +111,12 @@ class Allowance:
 def initial_round(book: Book, q_cont: np.ndarray, *, fractional: bool, min_trade_usd: float) -> tuple[np.ndarray, int]:
     """Round continuous share trades and drop those under the minimum; returns (q, dropped count)."""
     q = q_cont.copy()
-    sell_all = (q < 0) & (-q >= book.shares0 - (1e-9 if fractional else 0.5)) & book.can_sell
+    limit = book.sell_limit
+    sell_all = (q < 0) & (-q >= limit - (1e-9 if fractional else 0.5)) & book.can_sell & (limit > 0)
     if not fractional:
         q = np.round(q)
-    q = np.where(sell_all, -book.shares0, q)
-    q = np.clip(q, -book.shares0, None)
+    q = np.where(sell_all, -limit, q)
+    q = np.clip(q, -limit, None)
     q = np.where(book.can_buy | (q <= 0), q, 0.0)
     q = np.where(book.can_sell | (q >= 0), q, 0.0)
     small = (np.abs(q * book.prices) < min_trade_usd) & ~sell_all

@@ -64,7 +64,7 @@ class ReferenceRepairer(Repairer):
         down = np.where(q == 0, -self.open_size, q - self.step)
         down = np.where(q > 0, np.maximum(down, 0.0), down)
         down = np.where((q > 0) & (down * b.prices < self.min_trade), 0.0, down)
-        down = np.maximum(down, -b.shares0)
+        down = np.maximum(down, -b.sell_limit)
         down_ok = np.where(down < 0, b.can_sell, True) & (down != q)
         slot = np.concatenate([np.nonzero(up_ok)[0], np.nonzero(down_ok)[0]])
         new_q = np.concatenate([up[up_ok], down[down_ok]])
