@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import engine
 from bench.advice import StatedChange, reason_directions_wrong, stated_changes
+from engine.explain import pct
 from engine.exposures import GICS_SECTORS, SIZES, AssetExposure, asset_exposure
 from engine.profiles import PROFILES
 from engine.reasons import BIND_BAND
@@ -290,13 +291,7 @@ def test_the_summary_counts_orders_and_funds_and_gives_the_tax_as_a_share_of_val
     result = engine.rebalance(req, cache=CACHE)
     assert result.est_taxes > 0
     share = result.est_taxes / result.value
-    assert f"est. tax ${result.est_taxes:,.0f} ({engine_pct(share)} of value)" in result.summary
-
-
-def engine_pct(x: float) -> str:
-    from engine.explain import pct
-
-    return pct(x)
+    assert f"est. tax ${result.est_taxes:,.0f} ({pct(share)} of value)" in result.summary
 
 
 def test_fractional_runs_explain_truly_too():
