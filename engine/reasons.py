@@ -129,22 +129,27 @@ class Context:
         return self.risk.volatility(self.w)
 
     @cached_property
-    def equity_rows(self) -> np.ndarray:
-        """(16,) USD before: 11 sectors, 3 sizes, international equity, equity (the base of "of stocks")."""
-        e = self.exposures
-        return np.concatenate([e.sectors, e.size, self.international[None, :], e.equity[None, :]]) @ self.dollars
-
-    @cached_property
     def international(self) -> np.ndarray:
         """(n,) equity outside the US in each asset."""
         regions = [self.securities[t].region if t in self.securities else "" for t in self.exposures.tickers]
         return np.array([r not in DOMESTIC_REGIONS for r in regions], dtype=float) * self.exposures.equity
 
     @cached_property
-    def equity_after(self) -> np.ndarray:
-        """(16,) the plan's end, in the layout of `equity_rows` (fractions of its total)."""
+    def equity_matrix(self) -> np.ndarray:
+        """(16, n) per asset: 11 sectors, 3 sizes, equity abroad, equity (fractions of the asset's value); a
+        row over the last one is a share "of stocks"."""
         e = self.exposures
-        return np.concatenate([e.sectors, e.size, self.international[None, :], e.equity[None, :]]) @ self.w_after
+        return np.vstack([e.sectors, e.size, self.international, e.equity])
+
+    @cached_property
+    def equity_rows(self) -> np.ndarray:
+        """(16,) USD before the plan, rows of `equity_matrix`."""
+        return self.equity_matrix @ self.dollars
+
+    @cached_property
+    def equity_after(self) -> np.ndarray:
+        """(16,) at the plan's end, rows of `equity_matrix` (fractions of its total)."""
+        return self.equity_matrix @ self.w_after
 
     def target_bonds(self) -> float:
         index = self.exposures.index()
@@ -194,9 +199,8 @@ def position_change(ctx: Context, ticker: str, a: int, delta: float) -> Change:
 
 def _equity_share(ctx: Context, row: int, a: int, delta: float) -> tuple[float, float, float] | None:
     """Row `row` of `equity_rows` as a fraction of stocks: before, after this trade, at the plan's end."""
-    e = ctx.exposures
     rows = ctx.equity_rows
-    column = np.concatenate([e.sectors[:, a], e.size[:, a], [ctx.international[a], e.equity[a]]])
+    column = ctx.equity_matrix[:, a]
     equity_before, equity_after = rows[-1], rows[-1] + column[-1] * delta
     if equity_before <= 1e-9 * ctx.value or equity_after <= 1e-9 * ctx.value:
         return None

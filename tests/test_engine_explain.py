@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import engine
 from bench.advice import StatedChange, reason_directions_wrong, stated_changes
+from engine.explain import pct
 from engine.exposures import GICS_SECTORS, SIZES, AssetExposure, asset_exposure
 from engine.profiles import PROFILES
 from engine.reasons import BIND_BAND
@@ -290,16 +291,34 @@ def test_the_summary_counts_orders_and_funds_and_gives_the_tax_as_a_share_of_val
     result = engine.rebalance(req, cache=CACHE)
     assert result.est_taxes > 0
     share = result.est_taxes / result.value
-    assert f"est. tax ${result.est_taxes:,.0f} ({engine_pct(share)} of value)" in result.summary
-
-
-def engine_pct(x: float) -> str:
-    from engine.explain import pct
-
-    return pct(x)
+    assert f"est. tax ${result.est_taxes:,.0f} ({pct(share)} of value)" in result.summary
 
 
 def test_fractional_runs_explain_truly_too():
     req = tech_heavy(max_turnover=0.2)
     req = replace(req, options=replace(req.options, fractional=True))
     check_explanations(req, engine.rebalance(req, cache=CACHE))
+
+
+def test_the_tax_budget_is_named_only_when_set_and_spent():
+    import numpy as np
+
+    from engine.explain import cause_of
+    from engine.limits import Breach, Metrics
+    from engine.prepare import prepare
+
+    tech = GICS_SECTORS.index("Information Technology")
+    sectors = np.zeros(len(GICS_SECTORS))
+    sectors[tech] = 0.6
+    cont = Metrics(volatility=0.1, sectors=sectors, small=0.1, names=np.zeros(0), equity=1.0, turnover=0.0)
+    breach = Breach("max_sector:Information Technology", "max", 0.3, 0.6)
+
+    def why(budget: float | None, taxes: float) -> str:
+        req = tech_heavy(tax_budget=budget)
+        prep = prepare(req, engine.MarketSnapshot.of(MARKET))
+        return cause_of(breach, prep, cont, req.options, est_taxes=taxes * prep.value).why
+
+    assert "tax budget (1.0% of value a year)" in why(0.01, 0.01)
+    assert "allows no net gains" in why(0.0, 0.0)
+    assert "tax budget" not in why(None, 0.01)
+    assert "tax budget" not in why(0.01, 0.002)  # the budget was not what stopped it
