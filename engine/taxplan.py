@@ -219,17 +219,19 @@ def trim_to_budget(
     funded are trimmed by the caller (engine.rounding.ensure_cash).
     """
     q = q.copy()
-    for _ in range(len(q)):
+    trimmed: set[int] = set()
+    while True:
         found = realisations(lots, q)
         if plan_tax(list(found.values())) <= budget + 0.005:
             break
         slots = list(found)
         shares = allocate_taxes([found[j] for j in slots])
         per_dollar = [tax / max(-q[j] * prices[j], 1e-9) for j, tax in zip(slots, shares, strict=True)]
-        order = [slots[i] for i in np.argsort(per_dollar)[::-1] if shares[i] > 0.005]
+        order = [slots[i] for i in np.argsort(per_dollar)[::-1] if shares[i] > 0.005 and slots[i] not in trimmed]
         if not order:
             break
         j = order[0]
+        trimmed.add(j)
         q[j] = -_best_size(q, j, lots, prices[j], budget, min_order, fractional)
     return q
 
