@@ -410,7 +410,7 @@ def finish(
         est_costs=est_costs,
         est_taxes=est_taxes,
         timings_ms=timings,
-        tradeoffs=tradeoff_rows(prep, options, runs, est_taxes, r.after, r.cont),
+        tradeoffs=tradeoff_rows(prep, options, runs, est_taxes, r.cont),
         notes=[*tax_notes(prep, r.q, _cont_sells(prep, solution)),
                *location_notes(trades, dict(zip(prep.accounts, prep.account_types, strict=True)), prep.location,
                                request.market.securities)],

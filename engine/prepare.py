@@ -30,6 +30,7 @@ from engine.market import MarketSnapshot
 from engine.menu import one_fund_per_role, views_vehicles
 from engine.profiles import DEFAULT_COSTS, CostModel, Profile, profile_get, tax_drag
 from engine.risk import RiskModel, SampleRisk
+from engine.roles import fund_roles
 from engine.target import Target, build_target, target_key
 from engine.tax import Lot, holding_lots, is_taxable
 from engine.taxplan import LotPlan, budget_usd, plan_lots, withdrawal_tax
@@ -174,8 +175,9 @@ def prepare(request: RebalanceRequest, snapshot: MarketSnapshot) -> Prepared:
         tickers=slots.ticker, accounts=money.accounts, slot_account=slots.account,
         taxable=[is_taxable(t) for t in money.account_types], lots=slots.lots, shares0=shares0,
         can_buy=np.array([t in menu_set for t in slots.ticker], dtype=bool) & location.buyable,
-        positions=priced.positions, securities=market.securities, etf_sectors=market.etf_sectors, as_of=market.as_of,
-        value=money.value,
+        positions=priced.positions, roles=snapshot.derived(("roles",), lambda: fund_roles(market.securities,
+                                                                                          market.etf_sectors)),
+        as_of=market.as_of, value=money.value,
     )
     return Prepared(
         profile=profile,

@@ -32,10 +32,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.explain import usd
-from engine.roles import fund_role
 from engine.tax import LONG_TERM_DAYS, Lot, Realisation, allocate_taxes, plan_tax, realise
 from engine.tickers import ticker_key
-from engine.types import Options, Position, SecurityInfo
+from engine.types import Options, Position
 
 if TYPE_CHECKING:
     from engine.prepare import Prepared
@@ -124,15 +123,15 @@ def plan_lots(
     shares0: np.ndarray,
     can_buy: np.ndarray,
     positions: Sequence[Position],
-    securities: Mapping[str, SecurityInfo],
-    etf_sectors: Mapping[str, Mapping[str, float]],
+    roles: Mapping[str, str],
     as_of: dt.date,
     value: float,
 ) -> LotPlan:
-    """Apply the wash-sale and wait rules (module docstring) to the slots' lots and buy flags."""
+    """Apply the wash-sale and wait rules (module docstring) to the slots' lots and buy flags. roles: {ticker:
+    role} of the security master (engine.roles.fund_roles); a ticker without one is its own role."""
     recent = {ticker_key(p.ticker) for p in positions
               if p.acquired is not None and 0 <= (as_of - p.acquired).days <= WASH_SALE_DAYS}
-    same_kind = _SameKind(tickers, securities, etf_sectors)
+    same_kind = _SameKind(tickers, roles)
     plan = LotPlan([list(slot_lots) for slot_lots in lots], shares0.astype(float).copy(), can_buy.copy())
     threshold = max(HARVEST_MIN_USD, HARVEST_MIN_FRACTION * value)
     for j, slot_lots in enumerate(lots):
@@ -163,22 +162,16 @@ def plan_lots(
 class _SameKind:
     """Which slots hold the same ticker, or a fund of the same role (engine.roles; a stock's role is itself)."""
 
-    def __init__(self, tickers: Sequence[str], securities: Mapping[str, SecurityInfo],
-                 etf_sectors: Mapping[str, Mapping[str, float]]) -> None:
+    def __init__(self, tickers: Sequence[str], roles: Mapping[str, str]) -> None:
         self.tickers = tickers
         self.names = np.array(tickers, dtype=object)
-        self.securities, self.etf_sectors = securities, etf_sectors
+        self.roles = roles
         self._roles: np.ndarray | None = None  # (K,) found on the first loss
-
-    def _role(self, ticker: str) -> str:
-        info = self.securities.get(ticker)
-        return fund_role(info, self.etf_sectors.get(ticker)) if info is not None else f"stock:{ticker}"
 
     def of(self, j: int) -> np.ndarray:
         """(K,) bool: slot j's ticker or a fund of its role."""
         if self._roles is None:
-            role = {t: self._role(t) for t in set(self.tickers)}
-            self._roles = np.array([role[t] for t in self.tickers], dtype=object)
+            self._roles = np.array([self.roles.get(t, f"stock:{t}") for t in self.tickers], dtype=object)
         same = self.names == self.tickers[j]
         own = str(self._roles[j])
         if not own.startswith("stock:"):
@@ -226,17 +219,19 @@ def trim_to_budget(
     funded are trimmed by the caller (engine.rounding.ensure_cash).
     """
     q = q.copy()
-    for _ in range(len(q)):
+    trimmed: set[int] = set()
+    while True:
         found = realisations(lots, q)
         if plan_tax(list(found.values())) <= budget + 0.005:
             break
         slots = list(found)
         shares = allocate_taxes([found[j] for j in slots])
         per_dollar = [tax / max(-q[j] * prices[j], 1e-9) for j, tax in zip(slots, shares, strict=True)]
-        order = [slots[i] for i in np.argsort(per_dollar)[::-1] if shares[i] > 0.005]
+        order = [slots[i] for i in np.argsort(per_dollar)[::-1] if shares[i] > 0.005 and slots[i] not in trimmed]
         if not order:
             break
         j = order[0]
+        trimmed.add(j)
         q[j] = -_best_size(q, j, lots, prices[j], budget, min_order, fractional)
     return q
 

@@ -8,9 +8,9 @@ tax is that budget (feasible, as every constraint is convex; an optimum there is
 objective), left out when the no-limit run stays within it. One extra solve only: the 10,000-portfolio
 recompute has no room for more (a budget-0 row would cost another).
 Each row gives the estimated netted tax, the volatility after and the limits met of the solver's
-(continuous) portfolio; the plan's own row (`current`) gives the plan's figures after rounding, counting as
-met the limits only rounding left unmet (the relaxations say so). The same runs say, for a limit the budget
-kept from being met, what a larger budget would bring it to (`budget_cause`).
+(continuous) portfolio, so that rows differ by the budget only, not by rounding; the plan's own row
+(`current`) gives the plan's own tax (after rounding, within the budget). The same runs say, for a limit
+the budget kept from being met, what a larger budget would bring it to (`budget_cause`).
 """
 
 from __future__ import annotations
@@ -110,15 +110,14 @@ def run_of(prep: Prepared, budget: float | None, solution: Solution) -> BudgetRu
 
 
 def tradeoff_rows(prep: Prepared, options: Options, runs: list[BudgetRun], est_taxes: float,
-                  after: Metrics, cont: Metrics) -> list[TradeOff]:
-    """The table: the other budgets' runs and the plan's own row, by budget (no limit last). after: the plan's
-    metrics; cont: the solver's (a limit the solver met and only rounding left unmet counts as met)."""
+                  cont: Metrics) -> list[TradeOff]:
+    """The table: the other budgets' runs and the plan's own row, by budget (no limit last). Every row's
+    volatility and limits are the solver's, before rounding (cont: the plan's), so the rows compare budgets,
+    not rounding; the plan's row gives the plan's own tax (est_taxes, USD)."""
     if not runs:
         return []
     total = limits_total(prep)
-    unmet = {b.limit for b in breaches(cont, prep.limits, prep.exposures)}
-    plan_breaches = [b for b in breaches(after, prep.limits, prep.exposures) if b.limit in unmet]
-    current = BudgetRun(options.tax_budget, est_taxes, after, plan_breaches)
+    current = BudgetRun(options.tax_budget, est_taxes, cont, breaches(cont, prep.limits, prep.exposures))
     rows = [TradeOff(r.budget, round(r.est_taxes, 2), r.metrics.volatility, total - len(r.breaches), total,
                      current=r is current) for r in [*runs, current]]
     return sorted(rows, key=lambda row: (row.budget is None, row.budget or 0.0, not row.current))

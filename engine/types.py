@@ -130,8 +130,10 @@ class Trade:
     amount: float  # USD, positive
     reason: str
     est_cost: float = 0.0  # USD transaction cost estimate
-    est_tax: float = 0.0  # USD tax estimate on realised gains (taxable accounts only)
-    realized_gain: float = 0.0
+    # USD, taxable accounts only: this sale's share of the plan's netted tax (engine.tax.allocate_taxes; the
+    # trades add up to RebalanceResult.est_taxes); negative for a sale at a loss: the tax it saves
+    est_tax: float = 0.0
+    realized_gain: float = 0.0  # USD, negative for a loss
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ class RebalanceResult:
     relaxations: list[Relaxation] = field(default_factory=list)
     summary: str = ""  # one sentence
     est_costs: float = 0.0
-    est_taxes: float = 0.0
+    est_taxes: float = 0.0  # USD, gains and losses netted by term (engine.tax.net_tax), >= 0
     timings_ms: dict[str, float] = field(default_factory=dict)
     tradeoffs: list[TradeOff] = field(default_factory=list)  # tax budget vs risk and limits (when it binds)
     notes: list[str] = field(default_factory=list)  # planner's notes: nothing to do, waits, harvests, location

@@ -280,6 +280,20 @@ def with_sample_cone(data: ProblemData, seed: int) -> ProblemData:
     return data
 
 
+def with_losses(data: ProblemData, seed: int, budget: float | None) -> ProblemData:
+    """`data` with loss curves (negative first slopes, no (0, 0) piece) on some sellable pairs and a tax budget."""
+    rng = np.random.default_rng(seed)
+    data.tax_intercepts[:, data.sell_max <= 0] = 0.0  # no constant tax: a budget of 0 stays feasible
+    for i, j in np.argwhere(data.sell_max > 0)[::2]:
+        widths = rng.uniform(0.005, 0.03, 2)
+        slopes = np.sort(np.array([-rng.uniform(0.02, 0.1), rng.uniform(0.0, 0.2)]))
+        intercepts = np.array([0.0, (slopes[0] - slopes[1]) * widths[0]])
+        data.tax_slopes[:, i, j] = [slopes[0], slopes[1], slopes[1], slopes[1]]
+        data.tax_intercepts[:, i, j] = [intercepts[0], intercepts[1], intercepts[1], intercepts[1]]
+    data.tax_budget = budget
+    return data
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_the_compact_form_has_the_optimum_of_the_cvxpy_form_with_the_sample_cone(seed):
     data = with_sample_cone(random_data(seed, m=1 + seed % 3, names=seed % 3), seed)
@@ -309,6 +323,25 @@ def test_the_sample_cone_is_added_only_when_the_first_solve_misses_it():
     assert wild.volatility(both.w) <= 0.15 * both.total + 1e-7
     np.testing.assert_allclose(wild.factor.T @ wild.factor, wild.covariance, atol=1e-9)
     assert both.w[0] == pytest.approx(0.5, abs=1e-3)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_forms_agree_with_losses_and_the_tax_budget_row(seed):
+    budget = [0.0, 0.002, None][seed % 3]
+    data = with_losses(random_data(seed, m=1 + seed % 3, names=seed % 3), seed, budget)
+    assert (data.tax_slopes < 0).any()
+    assert_same_optimum(data)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_binding_budget_row_caps_the_solver_tax(seed):
+    data = with_losses(random_data(seed, m=2), seed, None)
+    free = solve(data)
+    tax_free = (data.tax_slopes * free.sells + data.tax_intercepts).max(axis=0).sum()
+    data.tax_budget = tax_free - 0.002  # may be below 0: losses can pay for it
+    capped = solve(data)
+    tax_capped = (data.tax_slopes * capped.sells + data.tax_intercepts).max(axis=0).sum()
+    assert tax_capped <= data.tax_budget + 1e-7 and capped.objective >= free.objective - 1e-9
 
 
 def test_the_compact_form_leaves_out_what_cannot_matter():
