@@ -312,7 +312,7 @@ def _both_estimates(limit: str, after: Metrics) -> str:
     if limit != "volatility_cap":
         return ""
     return (f" Volatility after: {after.volatility:.1%} on the risk model, {after.volatility_sample:.1%} on the "
-            f"plain 3-year sample covariance; the cap holds on the larger.")
+            f"plain 3-year sample covariance; the cap applies to the larger.")
 
 
 def _warnings(prep: Prepared, solution: Solution, r: Rounded,
