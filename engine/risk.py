@@ -50,7 +50,6 @@ N_FACTORS = 20
 MIN_OWN_RETURNS = 20  # below this the proxy's returns are used outright
 FULL_VOL_RETURNS = 60  # from this many own returns the own volatility is trusted as is
 MIN_WINDOW_RETURNS = 30  # fewer rows than this in the whole window: unusable
-EXCESS_RANK = 5  # eigenpairs of (sample - model) kept exactly in the volatility cone (SampleRisk.excess_rows)
 
 SECTOR_PROXY: Mapping[str, str] = {
     "Communication Services": "XLC",
@@ -402,22 +401,6 @@ class SampleRisk:
         except np.linalg.LinAlgError:
             values, vectors = np.linalg.eigh(self.covariance)
             return (vectors * np.sqrt(np.clip(values, 0.0, None))).T
-
-    def excess_rows(self, model: RiskModel, rank: int = EXCESS_RANK) -> np.ndarray:
-        """X (rank + n, n) with |X w|^2 >= w'(S - M)w for every w, S this covariance and M `model`'s: the top
-        `rank` positive eigenpairs of S - M, then sqrt of the next eigenvalue (>= 0) times the identity. So
-        |(model's factors, model's specific, X) w| bounds the volatility on BOTH estimates from above, in one cone
-        (engine.problem): exact where the excess has rank <= `rank`, otherwise above it by at most the next
-        eigenvalue's share. Zero rows when the sample is nowhere riskier than the model."""
-        n = len(self.tickers)
-        if n == 0:
-            return np.zeros((0, 0))
-        values, vectors = np.linalg.eigh(self.covariance - model.covariance())
-        order = np.argsort(values)[::-1]
-        top = order[:rank]
-        kept = np.clip(values[top], 0.0, None)
-        rest = float(max(values[order[rank]], 0.0)) if n > rank else 0.0
-        return np.vstack([(vectors[:, top] * np.sqrt(kept)).T, np.sqrt(rest) * np.eye(n)])
 
     def model(self) -> RiskModel:
         """The estimate as a `RiskModel` (loadings R, no specific risk) for code written on factor models."""
