@@ -242,15 +242,19 @@ def conic_solution(
     )
 
 
-def solve_on_both_estimates(data: ProblemData, sample: SampleRisk, cache: ProblemCache | None = None) -> Solution:
-    """Solve `data` with its volatility cap held on the risk model and on the plain sample estimate `sample`, at
-    the cost of the second cone only where it binds.
+def solve_on_both_estimates(data: ProblemData, sample: SampleRisk, cache: ProblemCache | None = None,
+                            ratio: float = 1.0) -> Solution:
+    """Solve `data` with its volatility cap held on the risk model and on the plain sample estimate `sample`,
+    mostly in one solve of the model's size.
 
-    First solved without the sample cone; if that solution already meets |R w| <= vol_cap tot + vol_slack it
-    meets every constraint of the problem with both cones and is its optimum too (adding a constraint an optimum
-    satisfies keeps it optimal). Otherwise it is solved again with both cones (R = `sample.factor`; the slack
-    shared: a relaxation is the larger excess of the two estimates)."""
-    solution = solve_problem(data, cache)
+    First solved on the model alone with the cap divided by `ratio` (the sample's volatility over the model's at a
+    reference portfolio, a little above it: a margin calibrated per plan, applied when > 1). If that solution meets
+    the cap on the sample too (|R w| <= vol_cap tot + vol_slack), it stands: it meets every constraint of the
+    problem with both cones, erring on the safe side by the margin where the lowered cap bound. Otherwise it is
+    solved again with both cones at the cap itself (R = `sample.factor`, the slack shared: a relaxation is the
+    larger excess of the two estimates), the exact answer."""
+    first = replace(data, vol_cap=data.vol_cap / ratio) if ratio > 1.0 else data
+    solution = solve_problem(first, cache)
     if not len(sample.tickers):
         return solution
     if sample.volatility(solution.w) <= data.vol_cap * solution.total + solution.vol_slack + SAMPLE_TOLERANCE:
