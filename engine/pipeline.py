@@ -44,8 +44,9 @@ from engine.limits import (
 )
 from engine.market import MarketSnapshot
 from engine.prepare import Prepared, prepare
-from engine.problem import ProblemData, Solution, solve_problem
+from engine.problem import ProblemData, Solution
 from engine.rounding import Allowance, Book, Repairer, ensure_cash, initial_round
+from engine.shape import annotate, shape_plan
 from engine.target import Target
 from engine.tax import TAX_PIECES, realise, tax_curve
 from engine.types import RebalanceRequest, RebalanceResult, Relaxation, Trade
@@ -78,11 +79,13 @@ def rebalance(
     timings["prepare"] = (time.perf_counter() - start) * 1e3
     data = problem_data(prep)
     mark = time.perf_counter()
-    solution = solve_problem(data, cache)
+    shaped = shape_plan(request, prep, data, cache)  # the band, the solve, the restricted re-solve
+    solution = shaped.solution
     timings["solve"] = (time.perf_counter() - mark) * 1e3
     timings["solver"] = solution.report.solve_ms
+    timings["resolved"] = float(shaped.resolved)
     mark = time.perf_counter()
-    result = finish(request, prep, solution, timings)
+    result = annotate(finish(request, shaped.prep, solution, timings), shaped)
     timings["finish"] = (time.perf_counter() - mark) * 1e3
     timings["total"] = (time.perf_counter() - start) * 1e3
     return result
@@ -199,8 +202,8 @@ def _book(prep: Prepared) -> Book:
         shares0=prep.shares0,
         account_of=prep.slot_account,
         asset_of=prep.slot_asset,
-        can_buy=prep.can_buy,
-        can_sell=prep.can_sell,
+        can_buy=prep.can_buy if prep.buy_open is None else prep.can_buy & prep.buy_open,
+        can_sell=prep.can_sell if prep.sell_open is None else prep.can_sell & prep.sell_open,
         cost_rate=prep.cost_rate,
         cash_start=prep.cash_start,
         cash_change=prep.cash_change,

@@ -68,6 +68,9 @@ class Prepared:
     target_vec: np.ndarray  # (n,)
     warnings: list[str] = field(default_factory=list)
     held: set[str] = field(default_factory=set)
+    # (K,) slots a shaped plan may buy / sell (engine.shape: few funds and orders); None = every tradable slot
+    buy_open: np.ndarray | None = None
+    sell_open: np.ndarray | None = None
 
     def cash_in(self) -> float:
         """USD that buys may use without counting as turnover: cash on hand after the cash change."""

@@ -1,0 +1,333 @@
+"""Plans a person can execute (issue 15): the no-trade band, few funds and orders, new cash spread.
+
+`shape_plan(request, prep, data, cache)` stands in for the one solve of `engine.pipeline.rebalance`:
+
+1. The band (`plan_mode`). A portfolio that breaks no limit (by more than `engine.drift.LIMIT_TOLERANCE`),
+   has no withdrawal to raise and is not mostly cash is left (nearly) alone:
+   - every sleeve within its band of the target (`engine.drift.bands`, the 5/25 rule): HOLD, nothing to do;
+     or CASH when cash was added or idle cash is out of its own band: buys paid from that cash, no sale;
+   - else TOUCH: one small step toward the target, at most TOUCH_ORDERS orders and TOUCH_TURNOVER of value.
+   Any other portfolio gets the FULL plan the limits need.
+2. The solve of that mode's problem (`mode_problem`: closed pairs get buy_max / sell_max = 0).
+3. The restricted re-solve, only when the first plan breaks a cap (`pick_orders`): keep the largest buys
+   in at most `Options.max_funds` funds, at most MAX_BOND_FUNDS of them bond or cash funds, each in the
+   account with its largest buy (a second account for at most one fund: when its account cannot hold it,
+   or when an account that spends would be left without a fund); the sells of at least the minimum order;
+   at most MAX_ORDERS (TOUCH_ORDERS) orders in all, the smallest dropped first; with new cash, at least two
+   funds (the target's core fund makes the second). Every other pair is closed and the problem solved
+   again, so the limits and the cash are re-balanced over what is kept; the rounding repair may trade only
+   the kept pairs too (`Prepared.buy_open`, `Prepared.sell_open`).
+
+Units: inside, amounts are fractions of V (the value after the cash change), as in `engine.problem`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engine.drift import DEFAULT_BANDS, LIMIT_TOLERANCE, bands, exposures, features
+from engine.errors import DataError
+from engine.explain import pct, usd
+from engine.limits import breaches, measure
+from engine.problem import ProblemData, Solution, solve_problem
+from engine.roles import BOND_ROLES, fund_role
+from engine.types import RebalanceRequest, RebalanceResult
+
+if TYPE_CHECKING:
+    from engine.fallback import ProblemCache
+    from engine.prepare import Prepared
+
+HOLD, CASH, TOUCH, FULL = "hold", "cash", "touch", "full"
+MAX_ORDERS = 12
+MAX_BOND_FUNDS = 2  # bond and cash funds bought in one plan
+TOUCH_ORDERS = 3  # a plan for a portfolio that meets every limit
+TOUCH_TURNOVER = 0.10  # of value: (buys + sells) / 2, cash flows included
+BUILD_CASH_SHARE = 0.5  # a portfolio more in cash than this is being built, not rebalanced: the FULL plan
+DUST = 1e-6  # fraction of V under which a continuous trade counts as none
+
+
+@dataclass(frozen=True)
+class Caps:
+    """What one plan may hold: distinct funds bought, bond/cash funds among them, orders
+    (buys + sells), funds to keep when there are buys (2 with new cash); min_order a fraction of V."""
+
+    funds: int
+    bond_funds: int
+    orders: int
+    min_funds: int
+    min_order: float
+
+
+@dataclass(frozen=True)
+class Shaped:
+    """The plan to round: its (restricted) inputs and certified solution, its mode and the planner's notes."""
+
+    prep: Prepared
+    solution: Solution
+    mode: str
+    notes: tuple[str, ...]
+    resolved: bool  # a restricted second solve was needed
+
+
+def shape_plan(request: RebalanceRequest, prep: Prepared, data: ProblemData,
+               cache: ProblemCache | None = None) -> Shaped:
+    """Solve the plan of the portfolio's mode and, when it breaks a cap, re-solve it on the pairs kept."""
+    options = request.options
+    if options.max_funds is not None and options.max_funds < 1:
+        raise DataError("options: max_funds must be at least 1 (or None for no cap)", field="max_funds")
+    mode, gap = plan_mode(prep)
+    data = mode_problem(prep, data, mode)
+    first = solve_problem(data, cache)
+    notes = (_mode_note(prep, mode, gap),) if mode != FULL else ()
+    if mode == HOLD:
+        return Shaped(prep, first, mode, notes, resolved=False)
+    caps = _caps(prep, options.max_funds, mode)
+    bond_like = _bond_like(request, prep)
+    buy_open, sell_open = pick_orders(first, data, caps, bond_like, _second_fund(prep, data, bond_like))
+    restricted = replace(prep, buy_open=buy_open[prep.slot_asset, prep.slot_account],
+                         sell_open=sell_open[prep.slot_asset, prep.slot_account])
+    if _within(first, buy_open, sell_open, caps.min_order):
+        return Shaped(restricted, first, mode, notes, resolved=False)
+    small, live = reduced_problem(data, buy_open, sell_open)
+    return Shaped(restricted, expanded(solve_problem(small, cache), data, live), mode, notes, resolved=True)
+
+
+def annotate(result: RebalanceResult, shaped: Shaped) -> RebalanceResult:
+    """The result with the mode's note first in `notes` and its one-line reason leading the summary."""
+    if not shaped.notes:
+        return result
+    lead = {HOLD: "", CASH: "Every limit is met and the portfolio is within its bands: only the cash is placed.",
+            TOUCH: "Every limit is met: one small step toward the target."}[shaped.mode]
+    summary = shaped.notes[0] if shaped.mode == HOLD or not result.trades else f"{lead} {result.summary}"
+    return replace(result, notes=[*shaped.notes, *result.notes], summary=summary)
+
+
+# ---------------------------------------------------------------- 1. the band
+
+
+def plan_mode(prep: Prepared) -> tuple[str, str]:
+    """(HOLD | CASH | TOUCH | FULL, a words on the sleeve furthest out of its band, or "")."""
+    vb = prep.value_before
+    cash_now = float(prep.cash_start.sum())
+    if vb <= 0 or prep.cash_out() > 0 or prep.cash_in() > BUILD_CASH_SHARE * prep.value:
+        return FULL, ""
+    w = np.bincount(prep.slot_asset, weights=prep.shares0 * prep.prices, minlength=len(prep.universe)) / vb
+    broken = [b for b in breaches(measure(w, prep.risk, prep.exposures), prep.limits, prep.exposures)
+              if abs(b.achieved - b.requested) > LIMIT_TOLERANCE]
+    if broken:
+        return FULL, ""
+    feats = features(prep.exposures)
+    target_cash = np.array([max(0.0, 1.0 - float(prep.target_vec.sum()))])
+    x = exposures(w[None, :], np.array([cash_now / vb]), feats)[0]
+    t = exposures(prep.target_vec[None, :], target_cash, feats)[0]
+    band = bands(t[None, :], np.array([DEFAULT_BANDS["absolute"]]), np.array([DEFAULT_BANDS["relative"]]))[0]
+    out = np.abs(x - t) > band
+    idle = bool(out[feats.cash_column] and x[feats.cash_column] > t[feats.cash_column])
+    out[feats.cash_column] = False  # cash is placed, never traded for
+    if out.any():
+        c = int(np.argmax(np.where(out, np.abs(x - t) / band, -np.inf)))
+        group, name = feats.labels[c]
+        label = f"{name} caps" if group == "size" else name
+        whose = " of equity" if feats.share_of_equity[c] else ""
+        return TOUCH, f"{label} is furthest from it, {pct(float(x[c]))} against {pct(float(t[c]))}{whose}"
+    return (CASH if idle or float(prep.cash_change.sum()) > 0 else HOLD), ""
+
+
+def mode_problem(prep: Prepared, data: ProblemData, mode: str) -> ProblemData:
+    """The problem of `mode`: HOLD closes every pair, CASH every sale, TOUCH bounds turnover (buys and
+    sells beyond the cash flows) to TOUCH_TURNOVER of value counted as (buys + sells) / 2."""
+    if mode == HOLD:
+        return replace(data, buy_max=np.zeros_like(data.buy_max), sell_max=np.zeros_like(data.sell_max))
+    if mode == CASH:
+        return replace(data, sell_max=np.zeros_like(data.sell_max))
+    if mode == TOUCH:
+        cash_in, cash_out = prep.cash_in() / prep.value, prep.cash_out() / prep.value
+        extra = max(0.0, TOUCH_TURNOVER - (cash_in + cash_out) / 2)
+        return replace(data, buy_budget=min(data.buy_budget, cash_in + extra),
+                       sell_budget=min(data.sell_budget, cash_out + extra))
+    return data
+
+
+def _mode_note(prep: Prepared, mode: str, gap: str) -> str:
+    if mode == HOLD:
+        return ("Nothing to do: every limit is met and every part of the portfolio is within its band of the "
+                "target (5 points, or a quarter of a small target).")
+    if mode == CASH:
+        cash = prep.cash_in()
+        return (f"Every limit is met and every part of the portfolio is within its band of the target: the plan "
+                f"only invests the {usd(cash)} of cash and sells nothing.")
+    return (f"Every limit is met, so the plan only takes one small step toward the target (at most "
+            f"{TOUCH_ORDERS} orders, {pct(TOUCH_TURNOVER)} of the value); {gap}.")
+
+
+# ---------------------------------------------------------------- 3. the pairs kept
+
+
+def _caps(prep: Prepared, max_funds: int | None, mode: str) -> Caps:
+    orders = MAX_ORDERS if mode == FULL else TOUCH_ORDERS
+    funds = orders if max_funds is None else min(max_funds, orders)
+    min_order = prep.min_order / prep.value
+    new_cash = float(prep.cash_change.sum()) / prep.value
+    min_funds = 2 if new_cash >= 2 * min_order and funds >= 2 else 1
+    return Caps(funds, MAX_BOND_FUNDS, orders, min_funds, min_order)
+
+
+def _bond_like(request: RebalanceRequest, prep: Prepared) -> np.ndarray:
+    """(n,) True for the bond and cash funds of the universe (engine.roles)."""
+    market = request.market
+    roles = [fund_role(info, market.etf_sectors.get(t)) if (info := market.securities.get(t)) else "" for t in
+             prep.universe]
+    return np.array([r in BOND_ROLES or r.startswith("cash:") for r in roles], dtype=bool)
+
+
+def _second_fund(prep: Prepared, data: ProblemData, bond_like: np.ndarray) -> int:
+    """The fund added when new cash would otherwise land in one: the target's largest buyable stock fund
+    (its core, e.g. RSP), or -1."""
+    buyable = (data.buy_max > 0).any(axis=1) & ~bond_like
+    weights = np.where(buyable, prep.target_vec, 0.0)
+    return int(np.argmax(weights)) if weights.max(initial=0.0) > 0 else -1
+
+
+def pick_orders(first: Solution, data: ProblemData, caps: Caps, bond_like: np.ndarray,
+                second_fund: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """(buy pairs, sell pairs) kept open, (n, m) bool each: see the module docstring, step 3."""
+    buys, sells = first.buys, first.sells
+    funds = _ranked_funds(buys.sum(axis=1), caps, bond_like, second_fund)
+    sell_pairs = [(int(i), int(j)) for i, j in zip(*np.nonzero(sells >= caps.min_order), strict=True)]
+    sell_pairs.sort(key=lambda p: -sells[p])
+    while True:
+        sell_open = np.zeros_like(sells, dtype=bool)
+        for p in sell_pairs:
+            sell_open[p] = True
+        buy_open = _accounts(buys, data, funds, sell_open, caps.min_order)
+        if int(buy_open.sum()) + len(sell_pairs) <= caps.orders:
+            return buy_open, sell_open
+        smallest_fund = buys[funds[-1]].sum() if len(funds) > caps.min_funds else np.inf
+        if sell_pairs and sells[sell_pairs[-1]] <= smallest_fund:
+            sell_pairs.pop()
+        elif len(funds) > 1:
+            funds.pop()
+        else:
+            return buy_open, sell_open  # one fund in two accounts, nothing else: within reach of any cap
+
+
+def _ranked_funds(amount: np.ndarray, caps: Caps, bond_like: np.ndarray, second_fund: int) -> list[int]:
+    """Funds to buy, largest continuous buy first: at least the minimum order each, within the caps; then
+    topped up to `caps.min_funds` with smaller buys, then `second_fund` (-1: none)."""
+    order = [int(i) for i in np.argsort(-amount, kind="stable") if amount[i] > DUST]
+    kept: list[int] = []
+
+    def fits(i: int) -> bool:
+        bonds = sum(bool(bond_like[k]) for k in kept)
+        return i >= 0 and i not in kept and not (bond_like[i] and bonds >= caps.bond_funds)
+
+    for i in order:
+        if len(kept) < caps.funds and amount[i] >= caps.min_order and fits(i):
+            kept.append(i)
+    for i in [*order, second_fund]:
+        if len(kept) < min(caps.funds, caps.min_funds) and fits(i):
+            kept.append(i)
+    return kept
+
+
+def _accounts(buys: np.ndarray, data: ProblemData, funds: list[int], sell_open: np.ndarray,
+              min_order: float) -> np.ndarray:
+    """(n, m) buy pairs: each fund in the account with its largest buy; an account that spends at least the
+    minimum order gets a fund (moved from an account with several, else the one split); else the split goes
+    to the fund its account cannot hold (room: cash + relief + everything it may sell)."""
+    open_ = data.buy_max > 0
+    room = data.cash0 + data.relief_max + ((1.0 - data.cost_rate) * np.where(sell_open, data.sell_max, 0.0)).sum(0)
+    home = {i: int(np.argmax(np.where(open_[i], buys[i] + 1e-12 * room, -np.inf))) for i in funds}
+    second: dict[int, int] = {}
+    spend = buys.sum(axis=0)
+    for j in np.argsort(-spend):
+        j = int(j)
+        if spend[j] < min_order or j in home.values() or j in second.values():
+            continue
+        wanted = [i for i in sorted(funds, key=lambda i: -buys[i, j]) if buys[i, j] > DUST and open_[i, j]]
+        movable = [i for i in wanted if list(home.values()).count(home[i]) > 1]
+        if movable:
+            home[movable[0]] = j
+        elif wanted and not second:
+            second[wanted[0]] = j
+    if not second:
+        total = buys.sum(axis=1)
+        short = {i: total[i] - room[home[i]] for i in funds if total[i] - room[home[i]] >= min_order}
+        if short:
+            i = max(short, key=lambda k: short[k])
+            others = np.where(open_[i] & (np.arange(len(room)) != home[i]), buys[i], -np.inf)
+            if np.isfinite(others.max(initial=-np.inf)):
+                second[i] = int(np.argmax(others))
+    buy_open = np.zeros_like(open_)
+    for i, j in [*home.items(), *second.items()]:
+        buy_open[i, j] = True
+    return buy_open
+
+
+def _within(first: Solution, buy_open: np.ndarray, sell_open: np.ndarray, min_order: float) -> bool:
+    """True when the first plan already trades only kept pairs, each at least the minimum order."""
+    for trades, kept in ((first.buys, buy_open), (first.sells, sell_open)):
+        traded = trades > DUST
+        if (traded & ~kept).any() or (traded & (trades < min_order)).any():
+            return False
+    return True
+
+
+# ---------------------------------------------------------------- the re-solve, on the assets that trade
+
+
+def reduced_problem(data: ProblemData, buy_open: np.ndarray, sell_open: np.ndarray) -> tuple[ProblemData, np.ndarray]:
+    """The problem with only the kept pairs open, written on the assets that may trade: (problem, live (n,)).
+
+    An asset that may not trade holds x0 whatever the solve does, so the ones held are summed into one
+    asset (x0 per account, loadings, base and name rows weighted by what is held; specific risk the norm
+    of theirs: the volatility cone sees the same vector norm) and the target weights of every asset left
+    out go to a last asset held at 0 whose loadings are their factor mix (the tracking term sees the same
+    target). Same optimum for every asset kept, the cash and the total; the objective differs by a constant.
+    """
+    live = np.asarray(buy_open.any(axis=1) | sell_open.any(axis=1), dtype=bool)
+    x0 = np.clip(data.x0, 0.0, None)
+    held = x0[~live].sum(axis=1)  # (n - live,) what each fixed asset holds
+    scale = held / max(float(held.sum()), 1e-12)
+    out = ~live
+
+    def columns(matrix: np.ndarray, ghost: np.ndarray) -> np.ndarray:
+        return np.column_stack([matrix[:, live], matrix[:, out] @ scale, ghost])
+
+    def rows(matrix: np.ndarray, fixed: np.ndarray | None = None) -> np.ndarray:
+        m = matrix.shape[1]
+        return np.vstack([matrix[live], np.zeros((1, m)) if fixed is None else fixed[None, :], np.zeros((1, m))])
+
+    tax = np.zeros((data.tax_slopes.shape[0], 2, data.x0.shape[1]))
+    specific_fixed = float(np.sqrt(((data.specific[out] * held) ** 2).sum()) / max(float(held.sum()), 1e-12))
+    small = replace(
+        data,
+        loadings=columns(data.loadings, data.loadings[:, out] @ data.target[out]),
+        specific=np.concatenate([data.specific[live], [specific_fixed, 0.0]]),
+        target=np.concatenate([data.target[live], [0.0, 1.0]]),
+        base=columns(data.base, np.zeros(data.base.shape[0])),
+        name_matrix=columns(data.name_matrix, np.zeros(data.name_matrix.shape[0])),
+        x0=rows(x0, x0[out].sum(axis=0)),
+        buy_max=rows(np.where(buy_open, data.buy_max, 0.0)),
+        sell_max=rows(np.where(sell_open, data.sell_max, 0.0)),
+        cost_rate=rows(data.cost_rate),
+        trade_cost=rows(data.trade_cost),
+        holding_drag=rows(data.holding_drag),
+        tax_slopes=np.concatenate([data.tax_slopes[:, live], tax], axis=1),
+        tax_intercepts=np.concatenate([data.tax_intercepts[:, live], tax], axis=1),
+    )
+    return small, live
+
+
+def expanded(small: Solution, data: ProblemData, live: np.ndarray) -> Solution:
+    """`reduced_problem`'s solution on every asset again (the ones that may not trade hold x0)."""
+    k = int(live.sum())
+    buys, sells = np.zeros_like(data.x0), np.zeros_like(data.x0)
+    buys[live], sells[live] = small.buys[:k], small.sells[:k]
+    x = np.clip(np.clip(data.x0, 0.0, None) + buys - sells, 0.0, None)
+    w = x.sum(axis=1)
+    w[live] = small.w[:k]
+    return replace(small, x=x, buys=buys, sells=sells, w=w)
