@@ -83,7 +83,7 @@ def rebalance(
     solution = shaped.solution
     timings["solve"] = (time.perf_counter() - mark) * 1e3
     timings["solver"] = solution.report.solve_ms
-    timings["resolved"] = float(shaped.resolved)
+    timings["resolves"] = float(shaped.resolves)
     mark = time.perf_counter()
     result = annotate(finish(request, shaped.prep, solution, timings), shaped)
     timings["finish"] = (time.perf_counter() - mark) * 1e3

@@ -30,7 +30,7 @@ import numpy as np
 
 from engine.drift import DEFAULT_BANDS, LIMIT_TOLERANCE, bands, exposures, features
 from engine.errors import DataError
-from engine.explain import pct, usd
+from engine.explain import IDLE_CASH_SHARE, pct, usd
 from engine.limits import breaches, measure
 from engine.problem import ProblemData, Solution, solve_problem
 from engine.roles import BOND_ROLES, fund_role
@@ -46,6 +46,9 @@ MAX_BOND_FUNDS = 2  # bond and cash funds bought in one plan
 TOUCH_ORDERS = 3  # a plan for a portfolio that meets every limit
 TOUCH_TURNOVER = 0.10  # of value: (buys + sells) / 2, cash flows included
 BUILD_CASH_SHARE = 0.5  # a portfolio more in cash than this is being built, not rebalanced: the FULL plan
+HELP_WEIGHT = 2.0  # an order that helps a limit the plan sits on counts this much more when orders are dropped
+SALE_HELPS, BUY_HELPS = 0.2, 0.5  # see `_helps`
+SLACK_TOLERANCE = 1e-3  # a limit met 0.1 point less well than by the first plan is "worse"
 DUST = 1e-6  # fraction of V under which a continuous trade counts as none
 
 
@@ -69,7 +72,7 @@ class Shaped:
     solution: Solution
     mode: str
     notes: tuple[str, ...]
-    resolved: bool  # a restricted second solve was needed
+    resolves: int  # restricted solves after the first (0 when the first plan already met the caps)
 
 
 def shape_plan(request: RebalanceRequest, prep: Prepared, data: ProblemData,
@@ -83,25 +86,82 @@ def shape_plan(request: RebalanceRequest, prep: Prepared, data: ProblemData,
     first = solve_problem(data, cache)
     notes = (_mode_note(prep, mode, gap),) if mode != FULL else ()
     if mode == HOLD:
-        return Shaped(prep, first, mode, notes, resolved=False)
+        return Shaped(prep, first, mode, notes, resolves=0)
     caps = _caps(prep, options.max_funds, mode)
-    bond_like = _bond_like(request, prep)
+    bond_like = _bond_like(request, prep, (first.buys.sum(axis=1) > DUST) | (prep.target_vec > 0))
     buy_open, sell_open = pick_orders(first, data, caps, bond_like, _second_fund(prep, data, bond_like))
-    restricted = replace(prep, buy_open=buy_open[prep.slot_asset, prep.slot_account],
-                         sell_open=sell_open[prep.slot_asset, prep.slot_account])
     if _within(first, buy_open, sell_open, caps.min_order):
-        return Shaped(restricted, first, mode, notes, resolved=False)
+        return Shaped(_restricted(prep, buy_open, sell_open), first, mode, notes, resolves=0)
+    second = resolve(data, buy_open, sell_open, cache)
+    more_buys, more_sells = _pairs_limits_need(first, second, data, caps, bond_like, buy_open, sell_open)
+    resolves = 1
+    if more_buys.any() or more_sells.any():  # at most MAX_ORDERS orders where the limits allow
+        buy_open, sell_open = buy_open | more_buys, sell_open | more_sells
+        second, resolves = resolve(data, buy_open, sell_open, cache), 2
+        if int(buy_open.sum() + sell_open.sum()) > caps.orders:
+            notes = (*notes, f"This plan has more than {caps.orders} orders: with {caps.orders}, some of your "
+                             f"limits would be met less well.")
+    parked = float((second.cash - first.cash).sum()) * prep.value
+    if parked > max(IDLE_CASH_SHARE * prep.value, prep.min_order):
+        notes = (*notes, f"Kept to {caps.orders} orders and {caps.funds} funds, the plan leaves about "
+                         f"{usd(parked)} more in cash than a plan with more orders would; a next run can invest it.")
+    return Shaped(_restricted(prep, buy_open, sell_open), second, mode, notes, resolves)
+
+
+def resolve(data: ProblemData, buy_open: np.ndarray, sell_open: np.ndarray,
+            cache: ProblemCache | None = None) -> Solution:
+    """The solution of `data` with only the pairs open in `buy_open` / `sell_open` ((n, m) bool each)."""
     small, live = reduced_problem(data, buy_open, sell_open)
-    return Shaped(restricted, expanded(solve_problem(small, cache), data, live), mode, notes, resolved=True)
+    return expanded(solve_problem(small, cache), data, live)
+
+
+def _restricted(prep: Prepared, buy_open: np.ndarray, sell_open: np.ndarray) -> Prepared:
+    """`prep` whose rounding may trade only the open pairs."""
+    return replace(prep, buy_open=buy_open[prep.slot_asset, prep.slot_account],
+                   sell_open=sell_open[prep.slot_asset, prep.slot_account])
+
+
+def _pairs_limits_need(first: Solution, second: Solution, data: ProblemData, caps: Caps, bond_like: np.ndarray,
+                       buy_open: np.ndarray, sell_open: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(buy pairs, sell pairs) (n, m) of the first plan left out that help a limit row the re-solve meets less
+    well than the first plan (by more than SLACK_TOLERANCE): every such sale, and such funds (largest first,
+    each in the account of its largest buy) while the fund caps allow."""
+    more_buys, more_sells = np.zeros_like(buy_open), np.zeros_like(sell_open)
+    grown = second.limit_slack - first.limit_slack > SLACK_TOLERANCE
+    if not grown.any():
+        return more_buys, more_sells
+    sale_helps, buy_helps = _helps(data, grown)
+    more_sells = (first.sells >= caps.min_order) & ~sell_open & sale_helps[:, None]
+    funds = [int(i) for i in np.flatnonzero(buy_open.any(axis=1))]
+    amount = first.buys.sum(axis=1)
+    for i in map(int, np.argsort(-amount, kind="stable")):
+        bonds = sum(bool(bond_like[k]) for k in funds)
+        if (buy_helps[i] and i not in funds and amount[i] >= caps.min_order and len(funds) < caps.funds
+                and not (bond_like[i] and bonds >= caps.bond_funds)):
+            more_buys[i, int(np.argmax(first.buys[i]))] = True
+            funds.append(i)
+    return more_buys, more_sells
+
+
+def _helps(data: ProblemData, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sale helps, buy helps), (n,) bool each, for the sector and single-name limit rows `rows` (mask):
+    a sale helps a row the asset weighs in by more than SALE_HELPS (a stock in its own name cap or its
+    sector's cap), a buy one it lowers by more than BUY_HELPS (a financials fund the financials minimum)."""
+    matrix, _ = data.dense_limits()
+    chosen = matrix[rows]
+    return (chosen > SALE_HELPS).any(axis=0), (chosen < -BUY_HELPS).any(axis=0)
 
 
 def annotate(result: RebalanceResult, shaped: Shaped) -> RebalanceResult:
-    """The result with the mode's note first in `notes` and its one-line reason leading the summary."""
-    if not shaped.notes:
-        return result
-    lead = {HOLD: "", CASH: "Every limit is met and the portfolio is within its bands: only the cash is placed.",
-            TOUCH: "Every limit is met: one small step toward the target."}[shaped.mode]
-    summary = shaped.notes[0] if shaped.mode == HOLD or not result.trades else f"{lead} {result.summary}"
+    """The result with the planner's notes first in `notes` and, for a portfolio within its limits, the
+    mode's one-line reason leading the summary (the whole summary when nothing is traded)."""
+    lead = {CASH: "Every limit is met and the portfolio is within its bands: only the cash is placed.",
+            TOUCH: "Every limit is met: one small step toward the target."}.get(shaped.mode)
+    summary = result.summary
+    if shaped.mode == HOLD or (shaped.mode in (CASH, TOUCH) and not result.trades):
+        summary = shaped.notes[0]
+    elif lead:
+        summary = f"{lead} {result.summary}"
     return replace(result, notes=[*shaped.notes, *result.notes], summary=summary)
 
 
@@ -175,12 +235,15 @@ def _caps(prep: Prepared, max_funds: int | None, mode: str) -> Caps:
     return Caps(funds, MAX_BOND_FUNDS, orders, min_funds, min_order)
 
 
-def _bond_like(request: RebalanceRequest, prep: Prepared) -> np.ndarray:
-    """(n,) True for the bond and cash funds of the universe (engine.roles)."""
+def _bond_like(request: RebalanceRequest, prep: Prepared, among: np.ndarray) -> np.ndarray:
+    """(n,) True for the bond and cash funds (engine.roles) of the universe `among` (mask) marks."""
     market = request.market
-    roles = [fund_role(info, market.etf_sectors.get(t)) if (info := market.securities.get(t)) else "" for t in
-             prep.universe]
-    return np.array([r in BOND_ROLES or r.startswith("cash:") for r in roles], dtype=bool)
+    found = np.zeros(len(prep.universe), dtype=bool)
+    for i in np.flatnonzero(among):
+        info = market.securities.get(prep.universe[i])
+        role = fund_role(info, market.etf_sectors.get(info.ticker)) if info else ""
+        found[i] = role in BOND_ROLES or role.startswith("cash:")
+    return found
 
 
 def _second_fund(prep: Prepared, data: ProblemData, bond_like: np.ndarray) -> int:
@@ -193,31 +256,38 @@ def _second_fund(prep: Prepared, data: ProblemData, bond_like: np.ndarray) -> in
 
 def pick_orders(first: Solution, data: ProblemData, caps: Caps, bond_like: np.ndarray,
                 second_fund: int = -1) -> tuple[np.ndarray, np.ndarray]:
-    """(buy pairs, sell pairs) kept open, (n, m) bool each: see the module docstring, step 3."""
+    """(buy pairs, sell pairs) kept open, (n, m) bool each: see the module docstring, step 3. Orders are
+    ranked by amount, those that help a limit row the first plan sits on (`_helps`) counted twice."""
     buys, sells = first.buys, first.sells
-    funds = _ranked_funds(buys.sum(axis=1), caps, bond_like, second_fund)
+    matrix, rhs = data.dense_limits()
+    sale_helps, buy_helps = _helps(data, matrix @ first.w - rhs * first.total >= -1e-6)
+    fund_worth = buys.sum(axis=1) * np.where(buy_helps, HELP_WEIGHT, 1.0)
+    sale_worth = sells * np.where(sale_helps, HELP_WEIGHT, 1.0)[:, None]
+    funds = _ranked_funds(buys.sum(axis=1), fund_worth, caps, bond_like, second_fund)
     sell_pairs = [(int(i), int(j)) for i, j in zip(*np.nonzero(sells >= caps.min_order), strict=True)]
-    sell_pairs.sort(key=lambda p: -sells[p])
+    sell_pairs.sort(key=lambda p: -sale_worth[p])
+    splits = 0  # buy orders beyond one per fund, known once the accounts are chosen
     while True:
-        sell_open = np.zeros_like(sells, dtype=bool)
-        for p in sell_pairs:
-            sell_open[p] = True
-        buy_open = _accounts(buys, data, funds, sell_open, caps.min_order)
-        if int(buy_open.sum()) + len(sell_pairs) <= caps.orders:
-            return buy_open, sell_open
-        smallest_fund = buys[funds[-1]].sum() if len(funds) > caps.min_funds else np.inf
-        if sell_pairs and sells[sell_pairs[-1]] <= smallest_fund:
+        if len(funds) + splits + len(sell_pairs) <= caps.orders or len(funds) + len(sell_pairs) <= 1:
+            buy_open = _accounts(buys, data, funds, caps.min_order)
+            splits = int(buy_open.sum()) - len(funds)
+            if len(funds) + splits + len(sell_pairs) <= caps.orders or len(funds) + len(sell_pairs) <= 1:
+                sell_open = np.zeros_like(sells, dtype=bool)
+                for p in sell_pairs:
+                    sell_open[p] = True
+                return buy_open, sell_open
+        smallest_fund = fund_worth[funds[-1]] if len(funds) > caps.min_funds else np.inf
+        if sell_pairs and sale_worth[sell_pairs[-1]] <= smallest_fund:
             sell_pairs.pop()
-        elif len(funds) > 1:
-            funds.pop()
         else:
-            return buy_open, sell_open  # one fund in two accounts, nothing else: within reach of any cap
+            funds.pop()
 
 
-def _ranked_funds(amount: np.ndarray, caps: Caps, bond_like: np.ndarray, second_fund: int) -> list[int]:
-    """Funds to buy, largest continuous buy first: at least the minimum order each, within the caps; then
-    topped up to `caps.min_funds` with smaller buys, then `second_fund` (-1: none)."""
-    order = [int(i) for i in np.argsort(-amount, kind="stable") if amount[i] > DUST]
+def _ranked_funds(amount: np.ndarray, worth: np.ndarray, caps: Caps, bond_like: np.ndarray,
+                  second_fund: int) -> list[int]:
+    """Funds to buy, most worth first: a continuous buy of at least the minimum order each, within the caps;
+    then topped up to `caps.min_funds` with smaller buys, then `second_fund` (-1: none)."""
+    order = [int(i) for i in np.argsort(-worth, kind="stable") if amount[i] > DUST]
     kept: list[int] = []
 
     def fits(i: int) -> bool:
@@ -233,38 +303,41 @@ def _ranked_funds(amount: np.ndarray, caps: Caps, bond_like: np.ndarray, second_
     return kept
 
 
-def _accounts(buys: np.ndarray, data: ProblemData, funds: list[int], sell_open: np.ndarray,
-              min_order: float) -> np.ndarray:
-    """(n, m) buy pairs: each fund in the account with its largest buy; an account that spends at least the
-    minimum order gets a fund (moved from an account with several, else the one split); else the split goes
-    to the fund its account cannot hold (room: cash + relief + everything it may sell)."""
+def _accounts(buys: np.ndarray, data: ProblemData, funds: list[int], min_order: float) -> np.ndarray:
+    """(n, m) buy pairs: each fund in one account, one fund at most in a second one.
+
+    Starts from each fund in the account with its largest continuous buy, then moves a fund or opens the
+    one split while that raises `_coverage` (an account whose open funds bought less than half of what it
+    spends in the continuous plan would park the rest in cash or in the wrong funds)."""
     open_ = data.buy_max > 0
-    room = data.cash0 + data.relief_max + ((1.0 - data.cost_rate) * np.where(sell_open, data.sell_max, 0.0)).sum(0)
-    home = {i: int(np.argmax(np.where(open_[i], buys[i] + 1e-12 * room, -np.inf))) for i in funds}
+    home = {i: int(np.argmax(np.where(open_[i], buys[i] + 1e-12 * data.cash0, -np.inf))) for i in funds}
     second: dict[int, int] = {}
-    spend = buys.sum(axis=0)
-    for j in np.argsort(-spend):
-        j = int(j)
-        if spend[j] < min_order or j in home.values() or j in second.values():
-            continue
-        wanted = [i for i in sorted(funds, key=lambda i: -buys[i, j]) if buys[i, j] > DUST and open_[i, j]]
-        movable = [i for i in wanted if list(home.values()).count(home[i]) > 1]
-        if movable:
-            home[movable[0]] = j
-        elif wanted and not second:
-            second[wanted[0]] = j
-    if not second:
-        total = buys.sum(axis=1)
-        short = {i: total[i] - room[home[i]] for i in funds if total[i] - room[home[i]] >= min_order}
-        if short:
-            i = max(short, key=lambda k: short[k])
-            others = np.where(open_[i] & (np.arange(len(room)) != home[i]), buys[i], -np.inf)
-            if np.isfinite(others.max(initial=-np.inf)):
-                second[i] = int(np.argmax(others))
+    best = _coverage(buys, home, second)
+    for _ in range(len(funds) + 1):
+        options = []
+        for i in funds:
+            for j in map(int, np.flatnonzero(open_[i] & (buys[i] >= min_order))):
+                if j != home[i] and i not in second:
+                    options.append(({**home, i: j}, second))
+                    if not second:
+                        options.append((home, {i: j}))
+        scored = [(_coverage(buys, h, s), h, s) for h, s in options]
+        top = max(scored, key=lambda x: x[0], default=None)
+        if top is None or top[0] <= best + 1e-12:
+            break
+        best, home, second = top
     buy_open = np.zeros_like(open_)
     for i, j in [*home.items(), *second.items()]:
         buy_open[i, j] = True
     return buy_open
+
+
+def _coverage(buys: np.ndarray, home: dict[int, int], second: dict[int, int]) -> float:
+    """The continuous buys of the open pairs, plus each account's up to half of what it spends, counted twice."""
+    captured = np.zeros(buys.shape[1])
+    for i, j in [*home.items(), *second.items()]:
+        captured[j] += buys[i, j]
+    return float(captured.sum() + np.minimum(buys.sum(axis=0), 2.0 * captured).sum())
 
 
 def _within(first: Solution, buy_open: np.ndarray, sell_open: np.ndarray, min_order: float) -> bool:
