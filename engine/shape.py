@@ -48,6 +48,7 @@ TOUCH_TURNOVER = 0.10  # of value: (buys + sells) / 2, cash flows included
 BUILD_CASH_SHARE = 0.5  # a portfolio more in cash than this is being built, not rebalanced: the FULL plan
 HELP_WEIGHT = 2.0  # an order that helps a limit the plan sits on counts this much more when orders are dropped
 SALE_HELPS, BUY_HELPS = 0.2, 0.5  # see `_helps`
+SPREAD = 1.5  # minimum orders left to a second fund when new cash would land in one
 SLACK_TOLERANCE = 1e-3  # a limit met 0.1 point less well than by the first plan is "worse"
 DUST = 1e-6  # fraction of V under which a continuous trade counts as none
 
@@ -84,28 +85,43 @@ def shape_plan(request: RebalanceRequest, prep: Prepared, data: ProblemData,
     mode, gap = plan_mode(prep)
     data = mode_problem(prep, data, mode)
     first = solve_problem(data, cache)
-    notes = (_mode_note(prep, mode, gap),) if mode != FULL else ()
+    notes = (_mode_note(mode, gap),) if mode != FULL else ()
     if mode == HOLD:
         return Shaped(prep, first, mode, notes, resolves=0)
     caps = _caps(prep, options.max_funds, mode)
     bond_like = _bond_like(request, prep, (first.buys.sum(axis=1) > DUST) | (prep.target_vec > 0))
-    buy_open, sell_open = pick_orders(first, data, caps, bond_like, _second_fund(prep, data, bond_like))
-    if _within(first, buy_open, sell_open, caps.min_order):
-        return Shaped(_restricted(prep, buy_open, sell_open), first, mode, notes, resolves=0)
-    second = resolve(data, buy_open, sell_open, cache)
-    more_buys, more_sells = _pairs_limits_need(first, second, data, caps, bond_like, buy_open, sell_open)
-    resolves = 1
-    if more_buys.any() or more_sells.any():  # at most MAX_ORDERS orders where the limits allow
-        buy_open, sell_open = buy_open | more_buys, sell_open | more_sells
-        second, resolves = resolve(data, buy_open, sell_open, cache), 2
-        if int(buy_open.sum() + sell_open.sum()) > caps.orders:
-            notes = (*notes, f"This plan has more than {caps.orders} orders: with {caps.orders}, some of your "
-                             f"limits would be met less well.")
+    buy_open, sell_open = pick_orders(first, data, caps, bond_like, prep.target_vec)
+    second, buy_open, sell_open, resolves = _resolved(first, data, caps, bond_like, buy_open, sell_open, cache)
+    if int(buy_open.sum() + sell_open.sum()) > caps.orders:
+        notes = (*notes, f"This plan has more than {caps.orders} orders: with {caps.orders}, some of your limits "
+                         f"would be met less well.")
     parked = float((second.cash - first.cash).sum()) * prep.value
     if parked > max(IDLE_CASH_SHARE * prep.value, prep.min_order):
         notes = (*notes, f"Kept to {caps.orders} orders and {caps.funds} funds, the plan leaves about "
                          f"{usd(parked)} more in cash than a plan with more orders would; a next run can invest it.")
     return Shaped(_restricted(prep, buy_open, sell_open), second, mode, notes, resolves)
+
+
+def _resolved(first: Solution, data: ProblemData, caps: Caps, bond_like: np.ndarray, buy_open: np.ndarray,
+              sell_open: np.ndarray, cache: ProblemCache | None) -> tuple[Solution, np.ndarray, np.ndarray, int]:
+    """(solution, buy pairs, sell pairs, restricted solves): the re-solve on the kept pairs (none when the first
+    plan trades only those); then the sales and funds the limits need back (`_pairs_limits_need`); then, when
+    new cash would land in fewer than `caps.min_funds` funds, the largest buy capped to leave SPREAD minimum
+    orders to the others."""
+    second, resolves = first, 0
+    if not _within(first, buy_open, sell_open, caps.min_order):
+        second, resolves = resolve(data, buy_open, sell_open, cache), 1
+        more_buys, more_sells = _pairs_limits_need(first, second, data, caps, bond_like, buy_open, sell_open)
+        if more_buys.any() or more_sells.any():  # at most MAX_ORDERS orders where the limits allow
+            buy_open, sell_open = buy_open | more_buys, sell_open | more_sells
+            second, resolves = resolve(data, buy_open, sell_open, cache), resolves + 1
+    bought = second.buys.sum(axis=1)
+    if int((bought >= caps.min_order).sum()) < caps.min_funds <= int(buy_open.any(axis=1).sum()):
+        i, j = np.unravel_index(int(np.argmax(second.buys)), second.buys.shape)
+        buy_max = data.buy_max.copy()
+        buy_max[i, j] = max(0.0, float(second.buys[i, j]) - SPREAD * caps.min_order)
+        second, resolves = resolve(replace(data, buy_max=buy_max), buy_open, sell_open, cache), resolves + 1
+    return second, buy_open, sell_open, resolves
 
 
 def resolve(data: ProblemData, buy_open: np.ndarray, sell_open: np.ndarray,
@@ -197,12 +213,14 @@ def plan_mode(prep: Prepared) -> tuple[str, str]:
 
 
 def mode_problem(prep: Prepared, data: ProblemData, mode: str) -> ProblemData:
-    """The problem of `mode`: HOLD closes every pair, CASH every sale, TOUCH bounds turnover (buys and
+    """The problem of `mode`: HOLD closes every pair, CASH every sale and every buy of a fund the target does not
+    hold, TOUCH bounds turnover (buys and
     sells beyond the cash flows) to TOUCH_TURNOVER of value counted as (buys + sells) / 2."""
     if mode == HOLD:
         return replace(data, buy_max=np.zeros_like(data.buy_max), sell_max=np.zeros_like(data.sell_max))
-    if mode == CASH:
-        return replace(data, sell_max=np.zeros_like(data.sell_max))
+    if mode == CASH:  # the cash goes to the target's own funds
+        buy_max = np.where((prep.target_vec > 0)[:, None], data.buy_max, 0.0)
+        return replace(data, buy_max=buy_max, sell_max=np.zeros_like(data.sell_max))
     if mode == TOUCH:
         cash_in, cash_out = prep.cash_in() / prep.value, prep.cash_out() / prep.value
         extra = max(0.0, TOUCH_TURNOVER - (cash_in + cash_out) / 2)
@@ -211,14 +229,13 @@ def mode_problem(prep: Prepared, data: ProblemData, mode: str) -> ProblemData:
     return data
 
 
-def _mode_note(prep: Prepared, mode: str, gap: str) -> str:
+def _mode_note(mode: str, gap: str) -> str:
     if mode == HOLD:
         return ("Nothing to do: every limit is met and every part of the portfolio is within its band of the "
                 "target (5 points, or a quarter of a small target).")
     if mode == CASH:
-        cash = prep.cash_in()
-        return (f"Every limit is met and every part of the portfolio is within its band of the target: the plan "
-                f"only invests the {usd(cash)} of cash and sells nothing.")
+        return ("Every limit is met and every part of the portfolio is within its band of the target: the plan "
+                "only puts cash to work and sells nothing.")
     return (f"Every limit is met, so the plan only takes one small step toward the target (at most "
             f"{TOUCH_ORDERS} orders, {pct(TOUCH_TURNOVER)} of the value); {gap}.")
 
@@ -246,23 +263,18 @@ def _bond_like(request: RebalanceRequest, prep: Prepared, among: np.ndarray) -> 
     return found
 
 
-def _second_fund(prep: Prepared, data: ProblemData, bond_like: np.ndarray) -> int:
-    """The fund added when new cash would otherwise land in one: the target's largest buyable stock fund
-    (its core, e.g. RSP), or -1."""
-    buyable = (data.buy_max > 0).any(axis=1) & ~bond_like
-    weights = np.where(buyable, prep.target_vec, 0.0)
-    return int(np.argmax(weights)) if weights.max(initial=0.0) > 0 else -1
-
-
 def pick_orders(first: Solution, data: ProblemData, caps: Caps, bond_like: np.ndarray,
-                second_fund: int = -1) -> tuple[np.ndarray, np.ndarray]:
+                target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(buy pairs, sell pairs) kept open, (n, m) bool each: see the module docstring, step 3. Orders are
-    ranked by amount, those that help a limit row the first plan sits on (`_helps`) counted twice."""
+    ranked by amount, those that help a limit row the first plan sits on (`_helps`) counted twice. A second
+    fund for new cash is the stock fund that helps such a limit, else the target's largest (its core)."""
     buys, sells = first.buys, first.sells
     matrix, rhs = data.dense_limits()
     sale_helps, buy_helps = _helps(data, matrix @ first.w - rhs * first.total >= -1e-6)
     fund_worth = buys.sum(axis=1) * np.where(buy_helps, HELP_WEIGHT, 1.0)
     sale_worth = sells * np.where(sale_helps, HELP_WEIGHT, 1.0)[:, None]
+    second_choice = np.where((data.buy_max > 0).any(axis=1) & ~bond_like, target + buy_helps, -1.0)
+    second_fund = int(np.argmax(second_choice)) if second_choice.max(initial=-1.0) > 0 else -1
     funds = _ranked_funds(buys.sum(axis=1), fund_worth, caps, bond_like, second_fund)
     sell_pairs = [(int(i), int(j)) for i, j in zip(*np.nonzero(sells >= caps.min_order), strict=True)]
     sell_pairs.sort(key=lambda p: -sale_worth[p])
