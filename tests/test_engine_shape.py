@@ -192,7 +192,8 @@ def test_a_diversified_portfolio_gets_a_small_step(market, last, menu, snap, acc
     value = 300_000.0
     positions = [Position(t, *account, round(w * value / float(last[t])), float(last[t]), cost_basis=0.8 * w * value)
                  for t, w in {"VTI": 0.55, "VXUS": 0.15, "BND": 0.26}.items()]
-    req = RebalanceRequest(positions, [AccountCash(*account, 0.04 * value)], menu, market, Options(), engine.load_views())
+    cash = [AccountCash(*account, 0.04 * value)]
+    req = RebalanceRequest(positions, cash, menu, market, Options(), engine.load_views())
     assert plan_mode(prepare(req, snap))[0] == TOUCH
     result = engine.rebalance(req, snapshot=snap)
     check_invariants(req, result)
