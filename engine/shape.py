@@ -30,7 +30,7 @@ import numpy as np
 
 from engine.drift import DEFAULT_BANDS, LIMIT_TOLERANCE, bands, exposures, features
 from engine.errors import DataError
-from engine.explain import IDLE_CASH_SHARE, pct, usd
+from engine.explain import pct, usd
 from engine.limits import breaches, measure
 from engine.problem import ProblemData, Solution, solve_problem
 from engine.roles import BOND_ROLES, fund_role
@@ -48,6 +48,7 @@ TOUCH_TURNOVER = 0.10  # of value: (buys + sells) / 2, cash flows included
 BUILD_CASH_SHARE = 0.5  # a portfolio more in cash than this is being built, not rebalanced: the FULL plan
 HELP_WEIGHT = 2.0  # an order that helps a limit the plan sits on counts this much more when orders are dropped
 SALE_HELPS, BUY_HELPS = 0.2, 0.5  # see `_helps`
+PARKED_SHARE = 0.01  # cash the caps leave uninvested, over this share of value and of the target's cash: a note
 SPREAD = 1.5  # minimum orders left to a second fund when new cash would land in one
 SLACK_TOLERANCE = 1e-3  # a limit met 0.1 point less well than by the first plan is "worse"
 DUST = 1e-6  # fraction of V under which a continuous trade counts as none
@@ -96,7 +97,8 @@ def shape_plan(request: RebalanceRequest, prep: Prepared, data: ProblemData,
         notes = (*notes, f"This plan has more than {caps.orders} orders: with {caps.orders}, some of your limits "
                          f"would be met less well.")
     parked = float((second.cash - first.cash).sum()) * prep.value
-    if parked > max(IDLE_CASH_SHARE * prep.value, prep.min_order):
+    above_target = float(second.cash.sum()) / second.total > 1.0 - float(prep.target_vec.sum()) + PARKED_SHARE
+    if above_target and parked > max(PARKED_SHARE * prep.value, 2 * prep.min_order):
         notes = (*notes, f"Kept to {caps.orders} orders and {caps.funds} funds, the plan leaves about "
                          f"{usd(parked)} more in cash than a plan with more orders would; a next run can invest it.")
     return Shaped(_restricted(prep, buy_open, sell_open), second, mode, notes, resolves)
@@ -204,7 +206,7 @@ def plan_mode(prep: Prepared) -> tuple[str, str]:
     idle = bool(out[feats.cash_column] and x[feats.cash_column] > t[feats.cash_column])
     out[feats.cash_column] = False  # cash is placed, never traded for
     if out.any():
-        c = int(np.argmax(np.where(out, np.abs(x - t) / band, -np.inf)))
+        c = int(np.argmax(np.where(out, np.abs(x - t), -np.inf)))
         group, name = feats.labels[c]
         label = f"{name} caps" if group == "size" else name
         whose = " of equity" if feats.share_of_equity[c] else ""
