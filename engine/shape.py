@@ -148,7 +148,7 @@ def _pairs_limits_need(first: Solution, second: Solution, data: ProblemData, cap
     grown = second.limit_slack - first.limit_slack > SLACK_TOLERANCE
     if not grown.any():
         return more_buys, more_sells
-    sale_helps, buy_helps = _helps(data, grown)
+    sale_helps, buy_helps = _helps(data.dense_limits()[0], grown)
     more_sells = (first.sells >= caps.min_order) & ~sell_open & sale_helps[:, None]
     funds = [int(i) for i in np.flatnonzero(buy_open.any(axis=1))]
     amount = first.buys.sum(axis=1)
@@ -161,11 +161,11 @@ def _pairs_limits_need(first: Solution, second: Solution, data: ProblemData, cap
     return more_buys, more_sells
 
 
-def _helps(data: ProblemData, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sale helps, buy helps), (n,) bool each, for the sector and single-name limit rows `rows` (mask):
-    a sale helps a row the asset weighs in by more than SALE_HELPS (a stock in its own name cap or its
-    sector's cap), a buy one it lowers by more than BUY_HELPS (a financials fund the financials minimum)."""
-    matrix, _ = data.dense_limits()
+def _helps(matrix: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sale helps, buy helps), (n,) bool each, for the rows `rows` (mask) of the sector and single-name
+    limit rows `matrix` (`ProblemData.dense_limits`): a sale helps a row the asset weighs in by more than
+    SALE_HELPS (a stock in its own name cap or its sector's cap), a buy one it lowers by more than BUY_HELPS
+    (a financials fund the financials minimum)."""
     chosen = matrix[rows]
     return (chosen > SALE_HELPS).any(axis=0), (chosen < -BUY_HELPS).any(axis=0)
 
@@ -272,7 +272,7 @@ def pick_orders(first: Solution, data: ProblemData, caps: Caps, bond_like: np.nd
     fund for new cash is the stock fund that helps such a limit, else the target's largest (its core)."""
     buys, sells = first.buys, first.sells
     matrix, rhs = data.dense_limits()
-    sale_helps, buy_helps = _helps(data, matrix @ first.w - rhs * first.total >= -1e-6)
+    sale_helps, buy_helps = _helps(matrix, matrix @ first.w - rhs * first.total >= -1e-6)
     fund_worth = buys.sum(axis=1) * np.where(buy_helps, HELP_WEIGHT, 1.0)
     sale_worth = sells * np.where(sale_helps, HELP_WEIGHT, 1.0)[:, None]
     second_choice = np.where((data.buy_max > 0).any(axis=1) & ~bond_like, target + buy_helps, -1.0)
