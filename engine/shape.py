@@ -8,15 +8,19 @@
      or CASH when cash was added or idle cash is out of its own band: buys paid from that cash, no sale;
    - else TOUCH: one small step toward the target, at most TOUCH_ORDERS orders and TOUCH_TURNOVER of value.
    Any other portfolio gets the FULL plan the limits need.
-2. The solve of that mode's problem (`mode_problem`: closed pairs get buy_max / sell_max = 0).
+2. The solve of that mode's problem (`mode_problem`: HOLD closes every pair, CASH every sale and every buy
+   of a fund the target does not hold, TOUCH bounds the buy and sell budgets).
 3. The restricted re-solve, only when the first plan breaks a cap (`pick_orders`): keep the largest buys
-   in at most `Options.max_funds` funds, at most MAX_BOND_FUNDS of them bond or cash funds, each in the
-   account with its largest buy (a second account for at most one fund: when its account cannot hold it,
-   or when an account that spends would be left without a fund); the sells of at least the minimum order;
-   at most MAX_ORDERS (TOUCH_ORDERS) orders in all, the smallest dropped first; with new cash, at least two
-   funds (the target's core fund makes the second). Every other pair is closed and the problem solved
-   again, so the limits and the cash are re-balanced over what is kept; the rounding repair may trade only
-   the kept pairs too (`Prepared.buy_open`, `Prepared.sell_open`).
+   in at most `Options.max_funds` funds, at most MAX_BOND_FUNDS of them bond or cash funds, each in one
+   account (`_accounts`: the one with its largest buy, then a fund moved or the one split while that
+   covers better what each account spends), the sales of at least the minimum order, at most MAX_ORDERS
+   (TOUCH_ORDERS) orders in all, the smallest dropped first (orders that help a limit the plan sits on
+   count HELP_WEIGHT times). Every other pair is closed and the problem solved again (`resolve`, on the
+   assets that may trade: `reduced_problem`), so limits and cash are re-balanced over what is kept. When
+   that meets a limit less well, the sales and funds it needs come back (orders beyond MAX_ORDERS only
+   there); when new cash would land in fewer than two funds, the largest buy is capped so that a second
+   fund (one that helps a binding limit, else the target's core) gets it. The rounding repair may trade
+   only the kept pairs (`Prepared.buy_open`, `Prepared.sell_open`).
 
 Units: inside, amounts are fractions of V (the value after the cash change), as in `engine.problem`.
 """
