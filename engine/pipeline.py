@@ -47,7 +47,9 @@ from engine.market import MarketSnapshot
 from engine.prepare import Prepared, prepare
 from engine.problem import ProblemData, Solution, solve_on_both_estimates
 from engine.reasons import Context, trade_reason
+from engine.risk import SampleRisk
 from engine.rounding import Allowance, Book, Repairer, ensure_cash, initial_round
+from engine.shape import annotate, shape_plan
 from engine.target import Target
 from engine.tax import TAX_PIECES, allocate_taxes, tax_curve
 from engine.taxplan import realisations, tax_notes, trim_to_budget
@@ -84,14 +86,21 @@ def rebalance(
     timings["prepare"] = (time.perf_counter() - start) * 1e3
     data = problem_data(prep)
     mark = time.perf_counter()
-    solution = solve_on_both_estimates(data, prep.risk_sample, cache, sample_ratio(prep, data))
+    ratio = sample_ratio(prep, data)
+
+    def solve(problem: ProblemData, sample: SampleRisk) -> Solution:
+        return solve_on_both_estimates(problem, sample, cache, ratio)
+
+    shaped = shape_plan(request, prep, data, solve)  # the band, the solve, the restricted re-solve
+    solution = shaped.solution
     timings["solve"] = (time.perf_counter() - mark) * 1e3
     timings["solver"] = solution.report.solve_ms
+    timings["resolves"] = float(shaped.resolves)
     mark = time.perf_counter()
-    runs = budget_runs(prep, request.options, data, solution, cache)
+    runs = budget_runs(shaped.prep, request.options, shaped.data, solution, cache)
     timings["tradeoffs"] = (time.perf_counter() - mark) * 1e3
     mark = time.perf_counter()
-    result = finish(request, prep, solution, timings, runs)
+    result = annotate(finish(request, shaped.prep, solution, timings, runs), shaped)
     timings["finish"] = (time.perf_counter() - mark) * 1e3
     timings["total"] = (time.perf_counter() - start) * 1e3
     return result
@@ -220,8 +229,8 @@ def _book(prep: Prepared) -> Book:
         shares0=prep.shares0,
         account_of=prep.slot_account,
         asset_of=prep.slot_asset,
-        can_buy=prep.can_buy,
-        can_sell=prep.can_sell,
+        can_buy=prep.can_buy if prep.buy_open is None else prep.can_buy & prep.buy_open,
+        can_sell=prep.can_sell if prep.sell_open is None else prep.can_sell & prep.sell_open,
         cost_rate=prep.cost_rate,
         cash_start=prep.cash_start,
         cash_change=prep.cash_change,

@@ -78,6 +78,9 @@ class Prepared:
     held: set[str] = field(default_factory=set)
     tax_budget: float | None = None  # USD the plan may realise in net tax (None = no limit)
     lot_plan: LotPlan | None = None  # harvests, waits, loss lots kept (for the notes)
+    # (K,) slots a shaped plan may buy / sell (engine.shape: few funds and orders); None = every tradable slot
+    buy_open: np.ndarray | None = None
+    sell_open: np.ndarray | None = None
 
     def cash_in(self) -> float:
         """USD that buys may use without counting as turnover: cash on hand after the cash change."""
