@@ -234,19 +234,21 @@ class Situation:
     cont: Metrics
     options: Options
     est_taxes: float = 0.0
+    by_budget: Cause | None = None  # engine.tradeoffs.budget_cause: the budget bound, with what a larger one buys
 
 
 CONFLICT = Cause("it conflicts with the other limits of the profile",
                  "loosen it or choose another risk profile to meet it")
 
 
-def cause_of(breach: Breach, prep: Prepared, cont: Metrics, options: Options, *, est_taxes: float = 0.0) -> Cause:
+def cause_of(breach: Breach, prep: Prepared, cont: Metrics, options: Options, *, est_taxes: float = 0.0,
+             by_budget: Cause | None = None) -> Cause:
     """Why `breach` stays: the first of `CAUSES` that applies, else a conflict between the profile's limits.
 
     A cause names only what the person set (buy-only, a keep, the tax budget, the turnover limit, a
     withdrawal) or what their file could not price (held fixed), never an option that was not given.
     """
-    situation = Situation(breach, prep, cont, options, est_taxes)
+    situation = Situation(breach, prep, cont, options, est_taxes, by_budget)
     for find in CAUSES:
         cause = find(situation)
         if cause is not None:
@@ -295,8 +297,11 @@ def _kept_or_fixed(s: Situation) -> Cause | None:
 
 
 def _tax_budget(s: Situation) -> Cause | None:
-    """The plan spends the tax budget, and a holding in a taxable account that feeds the breach holds a gain.
-    (engine.taxplan may refine this: it knows when the budget bound the solver.)"""
+    """The budget's own runs say it bound, and what a larger budget buys (`by_budget`); else the plan spends the
+    budget and a holding in a taxable account that feeds the breach holds a gain (no figures: the runs of the
+    other budgets did not meet it either, so only "a next run" is promised)."""
+    if s.by_budget is not None:
+        return s.by_budget
     budget = s.options.tax_budget
     if budget is None:
         return None
@@ -314,7 +319,7 @@ def _tax_budget(s: Situation) -> Cause | None:
         return None
     spent = "allows no net gains this year" if budget_usd <= 0.5 else f"of {usd(budget_usd)} this year is spent"
     return Cause(f"your tax budget ({pct(budget)} of value a year) {spent}",
-                 "a larger tax budget would meet it, or a next calendar year's budget")
+                 "a next run with a larger tax budget, or next calendar year's, can continue")
 
 
 def _turnover_reached(s: Situation) -> Cause | None:

@@ -239,8 +239,9 @@ def mode_problem(prep: Prepared, data: ProblemData, mode: str) -> ProblemData:
     if mode == TOUCH:
         cash_in, cash_out = prep.cash_in() / prep.value, prep.cash_out() / prep.value
         extra = max(0.0, TOUCH_TURNOVER - (cash_in + cash_out) / 2)
-        return replace(data, buy_budget=min(data.buy_budget, cash_in + extra),
-                       sell_budget=min(data.sell_budget, cash_out + extra))
+        return replace(data, buy_budget=min(data.buy_budget, cash_in + extra),  # every trade counts here, tax-free
+                       sell_budget=min(data.sell_budget, cash_out + extra),  # swaps included (engine.location)
+                       turnover_buy=None, turnover_sell=None)
     return data
 
 
