@@ -24,6 +24,7 @@ from engine.exposures import GICS_SECTORS
 from engine.limits import Breach, Metrics, breaches, measure
 from engine.prepare import Prepared
 from engine.problem import ProblemData, Solution, solve_problem
+from engine.shape import expanded, reduced_problem
 from engine.solve import CONIC_SETTINGS
 from engine.tax import plan_tax, realise
 from engine.taxplan import budget_usd
@@ -89,7 +90,10 @@ def _bound(prep: Prepared, options: Options, budget: float) -> float | None:
 
 
 def _solve(data: ProblemData, cache: ProblemCache | None) -> Solution:
-    return solve_problem(data, cache, settings=TRADEOFF_SETTINGS)
+    """`data` solved on the assets that may trade (engine.shape.reduced_problem: the same optimum, a smaller
+    problem once the plan's pairs are kept to few funds and orders)."""
+    small, live = reduced_problem(data, data.buy_max > 0, data.sell_max > 0)
+    return expanded(solve_problem(small, cache, settings=TRADEOFF_SETTINGS), data, live)
 
 
 def _mix(a: Solution, b: Solution, theta: float) -> Solution:
