@@ -8,10 +8,10 @@ made of everything it is rendered from (`page_key`):
   hashed names are in the page) and the pinned requirements, so a deploy never serves an old rendering;
 - the signed-in user (id, names and e-mail, staff flag) and the portfolio's row (every field: the name,
   the options, the target and bands), so one user's page is never another's and an options change shows;
-- versions of the holdings and accounts, the executed plans, the drift checks and the runs (counts, the
-  newest id, sums), read with the portfolio's row in the same query (`portfolios_for_page`);
-- every loaded field of the runs the page lists (status, start, finish, error, trade count...), so a new
-  run, a run starting, finishing or failing changes the key at once;
+- versions of the accounts and lots, the executed plans and the drift checks (counts, the newest id,
+  sums, links to runs), read with the portfolio's row in the same query (`portfolios_for_page`);
+- every loaded field of the runs the page lists (status, start, finish, error, trade count...) and of
+  the done run it shows, so a new run, or a run starting, finishing or failing, changes the key at once;
 - the newest price date and today's date (the "prices are stale" and "newer prices exist" warnings).
 
 What must differ between two views of the same state is filled in per request, never cached:
@@ -39,11 +39,13 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib import messages
 from django.core.cache import cache
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.template import Context
 from django.template.loader import get_template, render_to_string
 from django.utils import timezone
+from django.utils.autoreload import file_changed
 from django.utils.crypto import salted_hmac
 
 from portfolios.models import Portfolio
@@ -55,6 +57,15 @@ HOLES = "page_cache_holes"
 USER_FIELDS = ("pk", "username", "email", "first_name", "last_name", "is_staff", "is_superuser", "is_active")
 CODE_GLOBS = (("templates", "**/*"), ("portfolios", "**/*.py"), ("advisor", "**/*.py"), ("static", "**/*"),
               (".", "requirements.txt"))
+
+
+@receiver(file_changed, dispatch_uid="page_cache_code_version")
+def _file_changed(sender, file_path, **kwargs) -> None:
+    """`runserver` reloads templates without restarting when one changes: render pages anew then too."""
+    from portfolios.recommendations.fragments import templates_version
+
+    code_version.cache_clear()
+    templates_version.cache_clear()
 
 
 @lru_cache(maxsize=1)
