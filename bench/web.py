@@ -8,7 +8,9 @@ data, collects the static files into a temporary folder and starts the Procfile'
 13, persistent database connections), behind `X-Forwarded-Proto: https`. A signed-in user holds a
 portfolio of 20 holdings with a done run computed by the real engine. `wrk` (Debian's package)
 then drives `/health/`, the holdings page and the suggestions page for `--duration` seconds each, in
-`--rounds` slices taken in turns (the machine is shared: its load drifts, and each page sees the same).
+`--rounds` slices taken in turns (the machine is shared: its load drifts, and each page sees the same),
+each started once the stack is idle again (`drained`: the previous slice's last requests are served
+first, so they never count in the next page's latency or CPU).
 
 Goals on the 2-core machine, same run: the suggestions page reaches at least 40% of `/health/`'s
 throughput, and its p99 latency stays under 150 ms. wrk shares the 2 cores with gunicorn.
@@ -124,6 +126,25 @@ def stack_cpu_seconds(master_pid: int) -> float:
             + sum(_cpu_seconds(b) for b in backends))
 
 
+def drained(master_pid: int, *, quiet_cpu_s: float = 0.005, step_s: float = 0.2, limit_s: float = 5.0) -> float:
+    """Wait until the stack under test is idle, and return its CPU seconds then.
+
+    When wrk stops it closes its connections, but up to `--connections` requests it already sent still sit
+    in gunicorn's accept queue, and gunicorn serves them all. Without this wait the next slice's first
+    requests queue behind them: measured, the suggestions page's p99 was 131-150 ms right after a slice
+    of the holdings page (15 ms of CPU each) and 52-53 ms after a pause of 1 s; and their CPU was
+    counted against the next page."""
+    deadline = time.monotonic() + limit_s
+    used = stack_cpu_seconds(master_pid)
+    while time.monotonic() < deadline:
+        time.sleep(step_s)
+        now = stack_cpu_seconds(master_pid)
+        if now - used < quiet_cpu_s:
+            return now
+        used = now
+    return used
+
+
 def combine(slices: list[dict[str, float]]) -> dict:
     """Equal-length slices of one page: mean throughput, median p50/p90, and the worst slice's p99."""
     ordered = sorted(slices, key=lambda f: f["p50"])
@@ -189,7 +210,7 @@ def main() -> int:
             cpu = dict.fromkeys(pages, 0.0)
             for _ in range(args.rounds):
                 for name, path in pages.items():
-                    before = stack_cpu_seconds(server.pid)
+                    before = drained(server.pid)
                     rounds[name].append(wrk(port, path, cookie=cookie, duration=args.duration // args.rounds,
                                             connections=args.connections))
                     cpu[name] += stack_cpu_seconds(server.pid) - before

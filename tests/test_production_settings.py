@@ -222,22 +222,29 @@ def test_the_suggestions_page_makes_a_constant_number_of_queries(alice_client, p
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    # user, portfolio, runs, executed plans (the "I made these trades" panel), drift checks (the drift panel)
-    page_queries = 5
+    # Served from the page cache: user, portfolio (with the versions of its holdings, plans and drift), runs.
+    # Rendered (the page's state changed): also executed plans ("I made these trades") and drift checks.
+    cached_queries, rendered_queries = 3, 5
     url = reverse("portfolio_detail", args=[portfolio.pk])
     _done_run(portfolio)
-    alice_client.get(url)  # fills the fragment cache
-    with django_assert_max_num_queries(page_queries), CaptureQueriesContext(connection) as one_run:
+    alice_client.get(url)  # fills the fragment and page caches
+    with django_assert_max_num_queries(cached_queries), CaptureQueriesContext(connection) as one_run:
         assert alice_client.get(url).status_code == 200
+    Portfolio.objects.filter(pk=portfolio.pk).update(name="Renamed")  # a new state: rendered again
+    with django_assert_max_num_queries(rendered_queries):
+        assert "Renamed" in alice_client.get(url).content.decode()
     for i in range(15):
         RebalanceRun.objects.create(portfolio=portfolio, status=RebalanceRun.Status.FAILED, profile="moderate",
                                     error=f"failure {i}")
         _done_run(portfolio)
     alice_client.get(url)  # the newest done run's section is rendered once (one more query: its document)
-    with django_assert_max_num_queries(page_queries), CaptureQueriesContext(connection) as many_runs:
+    with django_assert_max_num_queries(cached_queries), CaptureQueriesContext(connection) as many_runs:
         response = alice_client.get(url)
     assert response.content.decode().count('data-testid="history-row"') == 20
     assert len(many_runs.captured_queries) == len(one_run.captured_queries)
+    Portfolio.objects.filter(pk=portfolio.pk).update(name="Renamed again")
+    with django_assert_max_num_queries(rendered_queries):
+        assert alice_client.get(url).status_code == 200
 
 
 def test_the_history_shows_each_runs_trade_count_and_as_of_without_loading_results(alice_client, portfolio):

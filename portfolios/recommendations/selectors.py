@@ -11,15 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from django.db.models import BooleanField, DateField, Func, IntegerField, QuerySet
+from django.db.models import CharField, DateField, Func, IntegerField, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
+from portfolios.compiled_query import CompiledQuery
 from portfolios.marketdata.selectors import prices_are_stale
-from portfolios.models import Account, Holding, Portfolio, Price, RebalanceRun
+from portfolios.models import Account, DriftCheck, ExecutedPlan, Holding, Portfolio, Price, RebalanceRun
 
 ACTIVE_STATUSES = (RebalanceRun.Status.PENDING, RebalanceRun.Status.RUNNING)
 # A pending run older than this has probably not reached a worker (broker or worker down).
@@ -94,31 +96,75 @@ class _TradeCount(Func):
 
 def portfolios_for_page() -> QuerySet[Portfolio]:
     """Portfolios with what the portfolio page needs besides its runs, read in the same query:
-    `page_has_holdings` and `page_prices_as_of` (the newest price date, as `prices_as_of()` gives it)."""
-    # Written as SQL: the ORM's Exists/Subquery cost more to compile (about 0.5 ms) than the query to run.
-    # Only the models' own table names are formatted in; nothing from a request.
-    holding, account, price, portfolio = (m._meta.db_table for m in (Holding, Account, Price, Portfolio))
-    has_holdings = (f'EXISTS (SELECT 1 FROM "{holding}" h JOIN "{account}" a ON a.id = h.account_id '  # noqa: S608
-                    f'WHERE a.portfolio_id = "{portfolio}".id)')
+    `page_prices_as_of` (the newest price date, as `prices_as_of()` gives it) and versions of what the page
+    shows from other tables, for its cache key (recommendations/page_cache.py): `page_holdings_version`
+    (accounts, their cash and lots; it starts with the number of lots, which says whether there are
+    holdings), `page_executed_version` (executed plans) and `page_drift_version` (drift checks). The runs
+    the page lists are read in full (`runs_for_page`)."""
+    # Written as SQL: the ORM's Subquery costs more to compile than the query to run.
+    # Only the models' own table and column names are formatted in; nothing from a request.
+    holding, account, price, portfolio, plan, check = (m._meta.db_table for m in (
+        Holding, Account, Price, Portfolio, ExecutedPlan, DriftCheck))
+    this = f'"{portfolio}".id'
     newest_price = f'(SELECT MAX(date) FROM "{price}")'  # noqa: S608
+    # Each version changes when a row is added or deleted, or a column it sums or counts changes. (An account's
+    # cash is summed once per lot it holds: still a sum that moves whenever the cash does.)
+    versions = {
+        "page_holdings_version": _version_sql(
+            f'"{account}" a LEFT JOIN "{holding}" h ON h.account_id = a.id WHERE a.portfolio_id = {this}',
+            "COUNT(h.id)", "MAX(h.id)", "SUM(h.shares)", "SUM(a.cash_usd)"),
+        "page_executed_version": _version_sql(f'"{plan}" WHERE portfolio_id = {this}',
+                                              "COUNT(*)", "MAX(id)", "COUNT(run_id)", "COUNT(executed_by_id)"),
+        "page_drift_version": _version_sql(f'"{check}" WHERE portfolio_id = {this}',
+                                           "COUNT(*)", "MAX(id)", "COUNT(plan_run_id)"),
+    }
     return Portfolio.objects.annotate(
-        page_has_holdings=RawSQL(has_holdings, (), output_field=BooleanField()),  # noqa: S611
         page_prices_as_of=RawSQL(newest_price, (), output_field=DateField()),  # noqa: S611
+        **{name: RawSQL(sql, (), output_field=CharField()) for name, sql in versions.items()},  # noqa: S611
     )
 
 
-def runs_for_page(*, portfolio: Portfolio, limit: int) -> list[RebalanceRun]:
-    """The newest runs, without their result documents (the page reads the shown one's from the fragment
-    cache); each carries `result_as_of` and `trade_count` for the history table."""
-    return list(
-        RebalanceRun.objects.filter(portfolio=portfolio)
+def _version_sql(rows: str, *aggregates: str) -> str:
+    """`(SELECT agg1 || '/' || agg2 ... FROM rows)`: one string that changes when any aggregate does."""
+    joined = " || '/' || ".join(f"COALESCE({a}, 0)" for a in aggregates)
+    return f"(SELECT {joined} FROM {rows})"  # noqa: S608 (table and column names of our own models only)
+
+
+_PORTFOLIO_FOR_PAGE: CompiledQuery[Portfolio] = CompiledQuery(
+    lambda portfolio_id, owner_id: portfolios_for_page().filter(pk=portfolio_id, owner_id=owner_id),
+    "portfolio_id", "owner_id")
+
+
+def portfolio_for_page(*, portfolio_id: int, owner_id: int) -> Portfolio | None:
+    """`owner_id`'s portfolio `portfolio_id` as `portfolios_for_page` reads it (None: not theirs, or none)."""
+    rows = _PORTFOLIO_FOR_PAGE.run(portfolio_id=portfolio_id, owner_id=owner_id)
+    return rows[0] if rows else None
+
+
+HISTORY_LIMIT = 20  # runs in the page's history table
+
+
+def _runs_queryset(portfolio_id: int, limit: int) -> QuerySet[RebalanceRun]:
+    return (
+        RebalanceRun.objects.filter(portfolio_id=portfolio_id)
         .defer("result")
         .annotate(result_as_of=KT("result__as_of"), trade_count=_TradeCount("result"))
         .order_by("-created_at", "-id")[:limit]
     )
 
 
-def portfolio_page_state(*, portfolio: Portfolio, history_limit: int = 20) -> PortfolioPageState:
+@lru_cache(maxsize=4)
+def _runs_query(limit: int) -> CompiledQuery[RebalanceRun]:
+    return CompiledQuery(lambda portfolio_id: _runs_queryset(portfolio_id, limit), "portfolio_id")
+
+
+def runs_for_page(*, portfolio: Portfolio, limit: int = HISTORY_LIMIT) -> list[RebalanceRun]:
+    """The newest runs, without their result documents (the page reads the shown one's from the fragment
+    cache); each carries `result_as_of` and `trade_count` for the history table."""
+    return _runs_query(limit).run(portfolio_id=portfolio.pk)
+
+
+def portfolio_page_state(*, portfolio: Portfolio, history_limit: int = HISTORY_LIMIT) -> PortfolioPageState:
     runs = runs_for_page(portfolio=portfolio, limit=history_limit)
     shown = next((r for r in runs if r.status == RebalanceRun.Status.DONE), None)
     if shown is None and len(runs) == history_limit:  # an older done run beyond the history window
@@ -142,8 +188,10 @@ def portfolio_page_state(*, portfolio: Portfolio, history_limit: int = 20) -> Po
 
 
 def _has_holdings(portfolio: Portfolio) -> bool:
-    known = getattr(portfolio, "page_has_holdings", None)  # read with the row (portfolios_for_page)
-    return known if known is not None else Holding.objects.filter(account__portfolio=portfolio).exists()
+    version = getattr(portfolio, "page_holdings_version", None)  # read with the row (portfolios_for_page)
+    if version is not None:
+        return not version.startswith("0/")  # it starts with the number of lots
+    return Holding.objects.filter(account__portfolio=portfolio).exists()
 
 
 LATEST_DONE_ORDER = ("-created_at", "-id")  # "latest done run": the one requested last, whenever it finished

@@ -18,9 +18,10 @@ from portfolios.csv_export import TRADE_COLUMNS, csv_response, trades_csv_rows
 from portfolios.models import Portfolio, RebalanceRun
 from portfolios.recommendations.forms import RebalanceOptionsForm
 from portfolios.recommendations.fragments import page_fragments_prefetch
+from portfolios.recommendations.page_cache import cached_page, page_key
 from portfolios.recommendations.selectors import (
+    portfolio_for_page,
     portfolio_page_state,
-    portfolios_for_page,
     result_display,
     run_done_for_portfolio,
     run_inputs_display,
@@ -47,19 +48,28 @@ def _page_context(request: HttpRequest, portfolio: Portfolio) -> dict:
 
 def _portfolio_for_page(request: HttpRequest, portfolio_id: int) -> Portfolio:
     """The portfolio with the page's other scalars in the same query (the newest price date included)."""
-    portfolio = portfolio_for_user(request.user, portfolio_id, queryset=portfolios_for_page())
+    portfolio = portfolio_for_page(portfolio_id=portfolio_id, owner_id=request.user.pk)
+    if portfolio is None:  # another user's portfolio answers as if it did not exist
+        raise Http404("No Portfolio matches the given query.")
     request_prices_as_of(request, known=portfolio.page_prices_as_of)
     return portfolio
 
 
 @require_safe
 def portfolio_detail(request: HttpRequest, portfolio_id: int) -> HttpResponse:
+    """Served from the page cache while nothing it shows has changed (recommendations/page_cache.py)."""
     portfolio = _portfolio_for_page(request, portfolio_id)
-    context = _page_context(request, portfolio) | {"form": RebalanceOptionsForm(instance=portfolio)}
-    context["fragments"] = page_fragments_prefetch(
-        portfolio=portfolio, run=context["state"].shown_run, price_warnings=context["price_warnings"]
-    )
-    return render(request, TEMPLATES + "portfolio_detail.html", context)
+    context = _page_context(request, portfolio)
+
+    def rest_of_context() -> dict:  # only when the page is rendered
+        fragments = page_fragments_prefetch(
+            portfolio=portfolio, run=context["state"].shown_run, price_warnings=context["price_warnings"]
+        )
+        return {"form": RebalanceOptionsForm(instance=portfolio), "fragments": fragments}
+
+    key = page_key(request=request, portfolio=portfolio, state=context["state"])
+    return cached_page(request, key=key, template_name=TEMPLATES + "portfolio_detail.html", live_context=context,
+                       full_context=rest_of_context)
 
 
 @require_safe
