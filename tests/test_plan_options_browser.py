@@ -29,7 +29,10 @@ def portfolio(django_user_model) -> Portfolio:
     return portfolio
 
 
-def test_a_tax_budget_set_on_the_page_shows_in_the_plan_and_its_tradeoffs(page, portfolio):
+def test_a_tax_budget_set_on_the_page_shows_in_the_plan_and_its_tradeoffs(page, portfolio, monkeypatch):
+    # The session's real worker (started by earlier tests) must not take this run: it is finished by hand below.
+    queued: list[int] = []
+    monkeypatch.setattr("portfolios.recommendations.services._enqueue", lambda ids, **kw: queued.extend(ids) or 0)
     url = f"/portfolios/{portfolio.pk}/"
     log_in(page, "alice@example.com", url)
     options = page.get_by_test_id("options")
@@ -45,6 +48,7 @@ def test_a_tax_budget_set_on_the_page_shows_in_the_plan_and_its_tradeoffs(page, 
     assert "tax budget 0.5% a year, at most 4 funds bought" in page.get_by_test_id("options").inner_text()
     run = RebalanceRun.objects.get(portfolio=portfolio)
     assert (run.status, run.inputs["tax_budget"], run.inputs["max_funds"]) == ("pending", 0.005, 4)
+    assert queued == [run.pk]
     assert page.get_by_test_id("run-status").get_attribute("data-status") == "pending"
 
     # The worker finishes the run with the plan a 0.5% budget allowed (the row it chose marked current).

@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST, require_safe
 
-from portfolios.access import id_parse, portfolio_for_user, run_for_user
+from portfolios.access import ID_MAX, id_parse, portfolio_for_user, run_for_user
 from portfolios.context_processors import request_prices_as_of
 from portfolios.csv_export import TRADE_COLUMNS, csv_response, trades_csv_rows
 from portfolios.models import Portfolio, RebalanceRun
@@ -48,7 +48,9 @@ def _page_context(request: HttpRequest, portfolio: Portfolio) -> dict:
 
 def _portfolio_for_page(request: HttpRequest, portfolio_id: int) -> Portfolio:
     """The portfolio with the page's other scalars in the same query (the newest price date included)."""
-    portfolio = portfolio_for_page(portfolio_id=portfolio_id, owner_id=request.user.pk)
+    # the compiled query skips the ORM's range check: an id beyond bigint answers 404 here, not a database error
+    portfolio = (portfolio_for_page(portfolio_id=portfolio_id, owner_id=request.user.pk)
+                 if 0 < portfolio_id <= ID_MAX else None)
     if portfolio is None:  # another user's portfolio answers as if it did not exist
         raise Http404("No Portfolio matches the given query.")
     request_prices_as_of(request, known=portfolio.page_prices_as_of)
