@@ -54,8 +54,10 @@ MAX_ORDERS = 12
 MAX_BOND_FUNDS = 2  # bond and cash funds bought in one plan
 TOUCH_ORDERS = 3  # a plan for a portfolio that meets every limit
 TOUCH_TURNOVER = 0.10  # of value: (buys + sells) / 2, cash flows included
+ROUNDING_ROOM = 0.005  # of value: the solver stays this far inside TOUCH_TURNOVER, whole shares may round up
 BUILD_CASH_SHARE = 0.5  # a portfolio more in cash than this is being built, not rebalanced: the FULL plan
 HELP_WEIGHT = 2.0  # an order that helps a limit the plan sits on counts this much more when orders are dropped
+HARVEST_WEIGHT = 4.0  # a sale that realises a loss in a taxable account (a harvest) counts this much more
 SALE_HELPS, BUY_HELPS = 0.2, 0.5  # see `_helps`
 PARKED_SHARE = 0.01  # cash the caps leave uninvested, over this share of value and of the target's cash: a note
 SPREAD = 1.5  # minimum orders left to a second fund when new cash would land in one
@@ -238,7 +240,7 @@ def mode_problem(prep: Prepared, data: ProblemData, mode: str) -> ProblemData:
         return replace(data, buy_max=buy_max, sell_max=np.zeros_like(data.sell_max))
     if mode == TOUCH:
         cash_in, cash_out = prep.cash_in() / prep.value, prep.cash_out() / prep.value
-        extra = max(0.0, TOUCH_TURNOVER - (cash_in + cash_out) / 2)
+        extra = max(0.0, TOUCH_TURNOVER - ROUNDING_ROOM - (cash_in + cash_out) / 2)
         return replace(data, buy_budget=min(data.buy_budget, cash_in + extra),  # every trade counts here, tax-free
                        sell_budget=min(data.sell_budget, cash_out + extra),  # swaps included (engine.location)
                        turnover_buy=None, turnover_sell=None)
@@ -283,12 +285,15 @@ def pick_orders(first: Solution, data: ProblemData, caps: Caps, bond_like: np.nd
                 target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(buy pairs, sell pairs) kept open, (n, m) bool each: see the module docstring, step 3. Orders are
     ranked by amount, those that help a limit row the first plan sits on (`_helps`) counted twice. A second
-    fund for new cash is the stock fund that helps such a limit, else the target's largest (its core)."""
+    fund for new cash is the stock fund that helps such a limit, else the target's largest (its core). A sale
+    whose first lots are at a loss in a taxable account (a harvest: the tax curve starts below 0) counts
+    HARVEST_WEIGHT times."""
     buys, sells = first.buys, first.sells
     matrix, rhs = data.dense_limits()
     sale_helps, buy_helps = _helps(matrix, matrix @ first.w - rhs * first.total >= -1e-6)
     fund_worth = buys.sum(axis=1) * np.where(buy_helps, HELP_WEIGHT, 1.0)
-    sale_worth = sells * np.where(sale_helps, HELP_WEIGHT, 1.0)[:, None]
+    harvest = data.tax_slopes[0] < 0 if data.tax_slopes.size else np.zeros_like(sells, dtype=bool)  # loss lots
+    sale_worth = sells * np.where(sale_helps, HELP_WEIGHT, 1.0)[:, None] * np.where(harvest, HARVEST_WEIGHT, 1.0)
     second_choice = np.where((data.buy_max > 0).any(axis=1) & ~bond_like, target + buy_helps, -1.0)
     second_fund = int(np.argmax(second_choice)) if second_choice.max(initial=-1.0) > 0 else -1
     funds = _ranked_funds(buys.sum(axis=1), fund_worth, caps, bond_like, second_fund)
