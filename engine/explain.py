@@ -235,6 +235,7 @@ class Situation:
     options: Options
     est_taxes: float = 0.0
     by_budget: Cause | None = None  # engine.tradeoffs.budget_cause: the budget bound, with what a larger one buys
+    budget_bound: bool = False  # the solver's net tax sat on the budget row (engine.tradeoffs.budget_binds)
 
 
 CONFLICT = Cause("it conflicts with the other limits of the profile",
@@ -242,13 +243,13 @@ CONFLICT = Cause("it conflicts with the other limits of the profile",
 
 
 def cause_of(breach: Breach, prep: Prepared, cont: Metrics, options: Options, *, est_taxes: float = 0.0,
-             by_budget: Cause | None = None) -> Cause:
+             by_budget: Cause | None = None, budget_bound: bool = False) -> Cause:
     """Why `breach` stays: the first of `CAUSES` that applies, else a conflict between the profile's limits.
 
     A cause names only what the person set (buy-only, a keep, the tax budget, the turnover limit, a
     withdrawal) or what their file could not price (held fixed), never an option that was not given.
     """
-    situation = Situation(breach, prep, cont, options, est_taxes, by_budget)
+    situation = Situation(breach, prep, cont, options, est_taxes, by_budget, budget_bound)
     for find in CAUSES:
         cause = find(situation)
         if cause is not None:
@@ -298,8 +299,9 @@ def _kept_or_fixed(s: Situation) -> Cause | None:
 
 def _tax_budget(s: Situation) -> Cause | None:
     """The budget's own runs say it bound, and what a larger budget buys (`by_budget`); else the plan spends the
-    budget and a holding in a taxable account that feeds the breach holds a gain (no figures: the runs of the
-    other budgets did not meet it either, so only "a next run" is promised)."""
+    budget (the solver's tax sat on the budget row, or the plan's tax is at the budget after rounding) and a
+    holding in a taxable account with a gain feeds the breach, or could pay for a minimum (no figures: the runs
+    of the other budgets did not meet it either, so only "a next run" is promised)."""
     if s.by_budget is not None:
         return s.by_budget
     budget = s.options.tax_budget
@@ -307,12 +309,13 @@ def _tax_budget(s: Situation) -> Cause | None:
         return None
     budget_usd = max(0.0, budget * s.prep.value - s.options.tax_spent_usd)
     slack = max(1.0, 0.02 * budget_usd)
-    if not budget_usd - slack <= s.est_taxes <= budget_usd + slack:
+    if not (s.budget_bound or budget_usd - slack <= s.est_taxes <= budget_usd + slack):
         return None
     prep = s.prep
     taxed = any(
         prep.can_sell[j] and prep.shares0[j] > 0 and is_taxable(prep.account_types[prep.slot_account[j]])
-        and any(lot.tax_per_dollar > 0 for lot in prep.lots[j]) and _feeds(s.breach, prep, int(prep.slot_asset[j]))
+        and any(lot.tax_per_dollar > 0 for lot in prep.lots[j])
+        and (s.breach.limit.startswith("min_") or _feeds(s.breach, prep, int(prep.slot_asset[j])))
         for j in range(len(prep.slot_ticker))
     )
     if not taxed:

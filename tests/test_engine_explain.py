@@ -322,3 +322,17 @@ def test_the_tax_budget_is_named_only_when_set_and_spent():
     assert "allows no net gains" in why(0.0, 0.0)
     assert "tax budget" not in why(None, 0.01)
     assert "tax budget" not in why(0.01, 0.002)  # the budget was not what stopped it
+
+
+def test_a_budget_that_bound_the_solver_is_named_not_a_conflict_between_limits():
+    """All in a taxable account at low basis, a tight budget: every limit the plan leaves broken is the budget's
+    doing (the trim after rounding may leave the tax a little under the budget: the solver's bound still counts)."""
+    positions = [lot("TECHA", "Taxable", 900, basis=0.1), lot("TECHB", "Taxable", 700, basis=0.1)]
+    req = request(positions, {"Taxable": 0.0}, tax_budget=0.002, max_turnover=1.0)
+    result = engine.rebalance(req, cache=CACHE)
+    assert result.tradeoffs, "the budget binds"
+    assert result.relaxations
+    for r in result.relaxations:
+        assert "conflicts with the other limits" not in r.message, r.message
+        assert "tax budget" in r.message, r.message
+    check_explanations(req, result)
