@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from engine.roles import fund_role
 from engine.types import SecurityInfo
 
 # Same index (or near-identical) as a fund already on the menu: keep one of each pair.
@@ -41,24 +40,20 @@ def one_fund_per_role(
     menu: Sequence[str],
     *,
     held: Sequence[str],
-    securities: Mapping[str, SecurityInfo],
-    etf_sectors: Mapping[str, Mapping[str, float]],
+    roles: Mapping[str, str],
     preferred: Sequence[str] = (),
 ) -> list[str]:
-    """The menu with at most one fund to buy per role (engine.roles): two funds of one role are overlap.
+    """The menu with at most one fund to buy per role (`roles`: engine.roles.fund_roles of the security master;
+    a ticker without one is its own role): two funds of one role are overlap.
 
     Within a role the fund kept is, in order: one the portfolio already holds (buying more of it adds
     no new position and selling it to buy its twin would only churn), one the views name (`preferred`,
     in their order), else the first in the menu's order. Order of the menu is kept.
     """
-    def role(ticker: str) -> str:
-        info = securities.get(ticker)
-        return fund_role(info, etf_sectors.get(ticker)) if info else f"unknown:{ticker}"
-
     held_set, rank = set(held), {t: i for i, t in enumerate(preferred)}
     chosen: dict[str, str] = {}
     for ticker in menu:
-        r = role(ticker)
+        r = roles.get(ticker, f"unknown:{ticker}")
         best = chosen.get(r)
         if best is None or _fund_preference(ticker, held_set, rank) < _fund_preference(best, held_set, rank):
             chosen[r] = ticker

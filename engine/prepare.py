@@ -76,6 +76,7 @@ class Prepared:
     location: Location  # asset location: where income funds may be bought, the tax-free swap (engine.location)
     warnings: list[str] = field(default_factory=list)
     held: set[str] = field(default_factory=set)
+    roles: Mapping[str, str] = field(default_factory=dict)  # ticker -> fund role (engine.roles), per snapshot
     tax_budget: float | None = None  # USD the plan may realise in net tax (None = no limit)
     lot_plan: LotPlan | None = None  # harvests, waits, loss lots kept (for the notes)
     # (K,) slots a shaped plan may buy / sell (engine.shape: few funds and orders); None = every tradable slot
@@ -151,8 +152,8 @@ def prepare(request: RebalanceRequest, snapshot: MarketSnapshot) -> Prepared:
     menu, menu_warnings = pick_menu(request.menu, snapshot.last_prices)
     held = list(dict.fromkeys(ticker_key(p.ticker) for p in priced.positions))
     views = request.views if options.use_views else None
-    menu = one_fund_per_role(menu, held=held, securities=market.securities, etf_sectors=market.etf_sectors,
-                             preferred=views_vehicles(views))
+    roles = snapshot.derived(("roles",), lambda: fund_roles(market.securities, market.etf_sectors))
+    menu = one_fund_per_role(menu, held=held, roles=roles, preferred=views_vehicles(views))
     models = market_models(snapshot, held, menu, profile, limits, views)
     target_vec = models.target_vec
     if not models.target.weights:  # nothing on the menu to build a target from: hold what is there, limits only
@@ -178,9 +179,7 @@ def prepare(request: RebalanceRequest, snapshot: MarketSnapshot) -> Prepared:
         tickers=slots.ticker, accounts=money.accounts, slot_account=slots.account,
         taxable=[is_taxable(t) for t in money.account_types], lots=slots.lots, shares0=shares0,
         can_buy=np.array([t in menu_set for t in slots.ticker], dtype=bool) & location.buyable,
-        positions=priced.positions, roles=snapshot.derived(("roles",), lambda: fund_roles(market.securities,
-                                                                                          market.etf_sectors)),
-        as_of=market.as_of, value=money.value,
+        positions=priced.positions, roles=roles, as_of=market.as_of, value=money.value,
     )
     return Prepared(
         profile=profile,
@@ -218,6 +217,7 @@ def prepare(request: RebalanceRequest, snapshot: MarketSnapshot) -> Prepared:
         location=location,
         warnings=warnings,
         held=held_set,
+        roles=roles,
         tax_budget=_tax_budget(options, money, lot_plan, priced, slots, can_sell, last),
         lot_plan=lot_plan,
     )

@@ -39,7 +39,7 @@ from engine.explain import pct, usd
 from engine.limits import breaches, measure
 from engine.problem import ProblemData, Solution
 from engine.risk import SampleRisk
-from engine.roles import BOND_ROLES, fund_role
+from engine.roles import BOND_ROLES
 from engine.types import RebalanceRequest, RebalanceResult
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def shape_plan(request: RebalanceRequest, prep: Prepared, data: ProblemData, sol
     if mode == HOLD:
         return Shaped(prep, first, mode, notes, data=data, resolves=0)
     caps = _caps(prep, options.max_funds, mode)
-    bond_like = _bond_like(request, prep, (first.buys.sum(axis=1) > DUST) | (prep.target_vec > 0))
+    bond_like = _bond_like(prep, (first.buys.sum(axis=1) > DUST) | (prep.target_vec > 0))
     buy_open, sell_open = pick_orders(first, data, caps, bond_like, prep.target_vec)
     second, buy_open, sell_open, resolves = _resolved(first, data, caps, bond_like, buy_open, sell_open,
                                                       solve, prep.risk_sample)
@@ -270,13 +270,11 @@ def _caps(prep: Prepared, max_funds: int | None, mode: str) -> Caps:
     return Caps(funds, MAX_BOND_FUNDS, orders, min_funds, min_order)
 
 
-def _bond_like(request: RebalanceRequest, prep: Prepared, among: np.ndarray) -> np.ndarray:
+def _bond_like(prep: Prepared, among: np.ndarray) -> np.ndarray:
     """(n,) True for the bond and cash funds (engine.roles) of the universe `among` (mask) marks."""
-    market = request.market
     found = np.zeros(len(prep.universe), dtype=bool)
     for i in np.flatnonzero(among):
-        info = market.securities.get(prep.universe[i])
-        role = fund_role(info, market.etf_sectors.get(info.ticker)) if info else ""
+        role = prep.roles.get(prep.universe[i], "")
         found[i] = role in BOND_ROLES or role.startswith("cash:")
     return found
 

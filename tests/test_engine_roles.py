@@ -49,8 +49,7 @@ def test_the_menu_keeps_one_fund_per_role_preferring_held_then_the_views():
     market = load_bundled_market(years=1)
     menu = default_menu(market.securities, market.etf_sectors)
     roles = fund_roles(market.securities, market.etf_sectors)
-    kept = one_fund_per_role(menu, held=["VB"], securities=market.securities, etf_sectors=market.etf_sectors,
-                             preferred=["RSP", "XLF", "IJR", "IWM"])
+    kept = one_fund_per_role(menu, held=["VB"], roles=roles, preferred=["RSP", "XLF", "IJR", "IWM"])
     kept_roles = [roles[t] for t in kept]
     assert len(kept_roles) == len(set(kept_roles))
     assert set(kept_roles) == {roles[t] for t in menu}  # every role still has a fund
@@ -78,6 +77,6 @@ def test_a_custom_targets_bond_fund_is_the_one_kept_for_its_role():
 
     market = load_bundled_market(years=1)
     views = {"tilts": {"core": {"VTI": 1.0}, "bonds": {"AGG": 1.0}}}
-    kept = one_fund_per_role(["BND", "AGG", "VTI"], held=[], securities=market.securities,
-                             etf_sectors=market.etf_sectors, preferred=views_vehicles(views))
+    kept = one_fund_per_role(["BND", "AGG", "VTI"], held=[], roles=fund_roles(market.securities, market.etf_sectors),
+                             preferred=views_vehicles(views))
     assert kept == ["AGG", "VTI"]
