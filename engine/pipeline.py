@@ -330,9 +330,8 @@ def _relaxations(request: RebalanceRequest, prep: Prepared, r: Rounded, est_taxe
     options = request.options
 
     def cause(b: Breach) -> Cause:
-        by_budget = budget_cause(b, r.cont, prep, options, runs)
         return cause_of(b, prep, r.cont, options, est_taxes=est_taxes,
-                        by_budget=Cause(*by_budget) if by_budget else None, budget_bound=bool(runs))
+                        by_budget=budget_cause(b, r.cont, prep, options, runs), budget_bound=bool(runs))
 
     relaxations = [Relaxation(b.limit, b.requested, b.achieved,
                               relaxation_message(b, cause(b)) + _both_estimates(b.limit, r.after))

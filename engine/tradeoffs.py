@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engine.explain import Cause, pct, usd
 from engine.exposures import GICS_SECTORS
 from engine.limits import Breach, Metrics, breaches, measure
 from engine.prepare import Prepared
@@ -128,15 +129,13 @@ def tradeoff_rows(prep: Prepared, options: Options, runs: list[BudgetRun], est_t
 
 
 def budget_cause(breach: Breach, cont: Metrics, prep: Prepared, options: Options,
-                 runs: list[BudgetRun]) -> tuple[str, str] | None:
-    """(why, what a larger budget would do) when the tax budget kept `breach` from being met: the solver
+                 runs: list[BudgetRun]) -> Cause | None:
+    """Why (and what a larger budget would do) when the tax budget kept `breach` from being met: the solver
     could not meet it and a larger budget's run comes closer. None otherwise."""
     if not runs or options.tax_budget is None:
         return None
     if breach.limit not in {b.limit for b in breaches(cont, prep.limits, prep.exposures)}:
         return None  # the solver met it: rounding broke it, not the budget
-    from engine.explain import pct, usd  # words live in engine.explain
-
     larger = [r for r in runs if r.budget is None or r.budget > options.tax_budget]
     for run in larger:
         found = next((b for b in run.breaches if b.limit == breach.limit), None)
@@ -145,5 +144,5 @@ def budget_cause(breach: Breach, cont: Metrics, prep: Prepared, options: Options
             why = f"the tax budget of {pct(options.tax_budget)} of value ({budget} this year) was reached"
             label = "no tax limit" if run.budget is None else f"a tax budget of {pct(run.budget)}"
             gets = "would meet it" if found is None else f"would bring it to {pct(found.achieved, breach.requested)}"
-            return why, f"{label} (est. tax {usd(run.est_taxes)}) {gets}"
+            return Cause(why, f"{label} (est. tax {usd(run.est_taxes)}) {gets}")
     return None
