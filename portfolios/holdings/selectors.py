@@ -313,7 +313,7 @@ def executed_tax_this_year(*, portfolio_ids: Iterable[int], year: int | None = N
     then across terms; a net loss counts as 0 (it is not carried into the next plan's budget).
     """
     from engine.profiles import DEFAULT_COSTS
-    from engine.tax import LONG_TERM_DAYS, is_taxable
+    from engine.tax import LONG_TERM_DAYS, is_taxable, net_tax
 
     ids = list(portfolio_ids)
     if not ids:
@@ -342,14 +342,5 @@ def executed_tax_this_year(*, portfolio_ids: Iterable[int], year: int | None = N
                 acquired = lot.get("acquired_on")
                 long_term = not acquired or (day - dt.date.fromisoformat(str(acquired)[:10])).days > LONG_TERM_DAYS
                 gains.setdefault(portfolio_id, [0.0, 0.0])[int(long_term)] += value - basis
-    return {p: round(_net_tax(short, long, DEFAULT_COSTS.short_term_rate, DEFAULT_COSTS.long_term_rate), 2)
-            for p, (short, long) in gains.items()}
+    return {p: round(net_tax(short, long, DEFAULT_COSTS), 2) for p, (short, long) in gains.items()}
 
-
-def _net_tax(short: float, long: float, short_rate: float, long_rate: float) -> float:
-    """Tax on a year's net short- and long-term gains (USD): a net loss of one term offsets the other's gain."""
-    if short < 0 < long:
-        short, long = 0.0, long + short
-    elif long < 0 < short:
-        short, long = short + long, 0.0
-    return max(short, 0.0) * short_rate + max(long, 0.0) * long_rate
