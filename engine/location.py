@@ -28,12 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.profiles import INCOME_CLASSES
 from engine.tax import is_taxable
 from engine.types import SecurityInfo, Trade
 
 TAX_DEFERRED = frozenset({"traditional_ira", "401k"})
 ROTH = "roth_ira"
-INCOME_CLASSES = frozenset({"bond", "cash"})
 
 
 @dataclass(frozen=True)

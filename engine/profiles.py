@@ -142,11 +142,14 @@ class CostModel:
 DEFAULT_COSTS = CostModel()
 
 
+INCOME_CLASSES = frozenset({"bond", "cash"})  # asset classes whose income is taxed yearly at short_term_rate
+
+
 def tax_drag(asset_class: str, account_taxable: bool, costs: CostModel = DEFAULT_COSTS) -> float:
     """Yearly tax on the income of holding one unit of `asset_class` in an account (fraction of value)."""
     if not account_taxable:
         return 0.0
-    if asset_class in ("bond", "cash"):
+    if asset_class in INCOME_CLASSES:
         return costs.bond_yield * costs.short_term_rate
     if asset_class == "equity":
         return costs.dividend_yield * costs.long_term_rate
